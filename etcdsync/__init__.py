@@ -7,13 +7,32 @@ The client core lives in :mod:`etcdsync.client`; this package re-exports what mo
 
 from __future__ import annotations
 
-from ._version import __version__ as __version__
+from ._election import (
+    Election as Election,
+    LeaderStream as LeaderStream,
+)
+from ._keys import (
+    WaitStatistics as WaitStatistics,
+)
+from ._mutex import (
+    Mutex as Mutex,
+)
+from ._session import (
+    Session as Session,
+    SessionStatistics as SessionStatistics,
+    open_session as open_session,
+)
+from ._version import (
+    __version__ as __version__,
+)
 from .client import (
     AbortedError as AbortedError,
     AlreadyExistsError as AlreadyExistsError,
     AuthenticationError as AuthenticationError,
     CancelledRpcError as CancelledRpcError,
+    Client as Client,
     CompactedError as CompactedError,
+    Compare as Compare,
     ConnectionFailedError as ConnectionFailedError,
     CorruptClusterError as CorruptClusterError,
     DataLossError as DataLossError,
@@ -27,6 +46,7 @@ from .client import (
     InvalidArgumentError as InvalidArgumentError,
     InvalidAuthTokenError as InvalidAuthTokenError,
     KeyNotFoundError as KeyNotFoundError,
+    KeyValue as KeyValue,
     LeaderChangedError as LeaderChangedError,
     LeaseExistsError as LeaseExistsError,
     LeaseNotFoundError as LeaseNotFoundError,
@@ -38,6 +58,7 @@ from .client import (
     NoSpaceError as NoSpaceError,
     NotFoundError as NotFoundError,
     NotLeaderError as NotLeaderError,
+    Op as Op,
     OutcomeUnknownError as OutcomeUnknownError,
     OutOfRangeError as OutOfRangeError,
     PermissionDeniedError as PermissionDeniedError,
@@ -48,6 +69,8 @@ from .client import (
     ResourceExhaustedError as ResourceExhaustedError,
     RpcError as RpcError,
     SessionExpiredError as SessionExpiredError,
+    SortOrder as SortOrder,
+    SortTarget as SortTarget,
     STMConflictError as STMConflictError,
     TooManyParticipantsError as TooManyParticipantsError,
     TooManyRequestsError as TooManyRequestsError,
@@ -56,6 +79,8 @@ from .client import (
     UnavailableError as UnavailableError,
     UnimplementedError as UnimplementedError,
     UnknownError as UnknownError,
+    list_and_watch as list_and_watch,
+    open_client as open_client,
 )
 
 __all__ = (
@@ -63,11 +88,14 @@ __all__ = (
     "AlreadyExistsError",
     "AuthenticationError",
     "CancelledRpcError",
+    "Client",
     "CompactedError",
+    "Compare",
     "ConnectionFailedError",
     "CorruptClusterError",
     "DataLossError",
     "DeadlineExceededError",
+    "Election",
     "EtcdError",
     "EtcdInternalError",
     "FailedPreconditionError",
@@ -77,17 +105,21 @@ __all__ = (
     "InvalidArgumentError",
     "InvalidAuthTokenError",
     "KeyNotFoundError",
+    "KeyValue",
     "LeaderChangedError",
+    "LeaderStream",
     "LeaseExistsError",
     "LeaseNotFoundError",
     "LeaseTTLTooLargeError",
     "LockReleasedError",
+    "Mutex",
     "NoClusterLeaderError",
     "NoEndpointAvailableError",
     "NoLeaderError",
     "NoSpaceError",
     "NotFoundError",
     "NotLeaderError",
+    "Op",
     "OutOfRangeError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -98,7 +130,11 @@ __all__ = (
     "ResourceExhaustedError",
     "RpcError",
     "STMConflictError",
+    "Session",
     "SessionExpiredError",
+    "SessionStatistics",
+    "SortOrder",
+    "SortTarget",
     "TooManyParticipantsError",
     "TooManyRequestsError",
     "TransportError",
@@ -106,5 +142,20 @@ __all__ = (
     "UnavailableError",
     "UnimplementedError",
     "UnknownError",
+    "WaitStatistics",
     "__version__",
+    "list_and_watch",
+    "open_client",
+    "open_session",
 )
+
+
+def _fix_module() -> None:
+    # Tracebacks and reprs say etcdsync.Session rather than etcdsync._session.Session.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("etcdsync._"):
+            obj.__module__ = __name__
+
+
+_fix_module()

@@ -18,6 +18,8 @@ __all__ = [
     "KeyValue",
     "LeaseGrant",
     "LeaseTimeToLive",
+    "Member",
+    "MemberListResponse",
     "PutResponse",
     "RangeResponse",
     "ResponseHeader",
@@ -194,3 +196,30 @@ class WatchResponse:
     header: ResponseHeader
     events: tuple[Event, ...] = ()
     compact_revision: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Member:
+    """One cluster member.
+
+    Attributes:
+        id: the member ID.
+        name: the member's name (empty while a freshly added member has not started).
+        peer_urls: the URLs other members reach it on.
+        client_urls: the URLs clients reach it on (empty until it has started).
+        is_learner: whether it is a non-voting learner.
+    """
+
+    id: int
+    name: str = ""
+    peer_urls: tuple[str, ...] = ()
+    client_urls: tuple[str, ...] = ()
+    is_learner: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class MemberListResponse:
+    """The cluster's members, as one member sees them."""
+
+    header: ResponseHeader
+    members: tuple[Member, ...] = ()

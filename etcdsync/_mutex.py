@@ -1,0 +1,358 @@
+"""Mutex: a distributed lock with fencing tokens, herd-free waiting, and loss detection.
+
+Key layout and acquisition are etcd's Go ``concurrency.Mutex`` (so ``etcdctl lock NAME`` and
+``Mutex(session, NAME)`` exclude each other): the lock's queue lives under ``NAME/``; a contender's
+key is ``NAME/<hex lease id>``, attached to its session's lease; the contender whose key has the
+lowest create revision holds the lock. Acquiring when the lock is free is one transaction.
+
+Where Go's version has known bugs (``shared/notes/etcd-reference.md`` §1.2), this one does not:
+
+- **Release is fenced**: ``delete if create_revision == mine``, so a retried release can never delete a
+  newer holder's key (etcd #22082); local state is cleared only once the release succeeded.
+- **Waiting watches the predecessor, our own key and the session**: a lost session ends the wait with
+  :class:`~etcdsync.SessionExpiredError` (etcd #19597); ownership is confirmed atomically after the
+  wait; a compacted watch re-queries instead of failing (etcd #9715).
+- **Cancellation leaves no key**: cancelling :meth:`Mutex.acquire` anywhere (a ``fail_after`` timeout
+  included) deletes our queue key in a shielded, bounded cleanup.
+- **Work under the lock ends with the lease**: the body of ``async with mutex:`` runs in a scope
+  that is cancelled when the session expires, and then :class:`~etcdsync.SessionExpiredError` is
+  raised.
+
+A lease-based lock alone is **not** mutual exclusion under process pauses: a holder paused past its
+TTL still believes it holds the lock while another process does. Make every write that the lock
+protects conditional on still holding it, with the fencing token::
+
+    async with mutex:
+        await client.put(b"/reports/today", data, guard=mutex.is_owner())   # GuardFailedError if lost
+
+or hand ``mutex.fencing_token`` (the key's create revision, which grows with every new holder) to
+the resource you protect, and have it refuse tokens lower than the highest it has seen.
+
+One session, several Mutex objects on the same name: in Go they share the key, so both "hold" the lock
+at once. Here they exclude each other: a per-session, per-name local lock lets one object at a time
+use the key (each acquisition creates it anew, so each gets its own fencing token). One Mutex object
+is not re-entrant: acquiring it while it is held or being acquired raises ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Final, final
+
+import attrs
+import trio
+
+from ._keys import WaitStatistics, name_prefix, participant_key, wait_for_predecessors
+from ._session import Session
+from .client import (
+    Compare,
+    EtcdError,
+    LockReleasedError,
+    Op,
+    OutcomeUnknownError,
+    RangeResponse,
+    SessionExpiredError,
+    SortOrder,
+    SortTarget,
+)
+
+__all__ = ["Mutex"]
+
+logger = logging.getLogger(__name__)
+
+#: One local turn per (session, queue key): objects of one session take turns with the shared key.
+#: A semaphore rather than a trio.Lock, which would tie the release to the acquiring task.
+_LOCAL_TURNS: Final[weakref.WeakKeyDictionary[Session, dict[bytes, trio.Semaphore]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _local_turn(session: Session, key: bytes) -> trio.Semaphore:
+    turns = _LOCAL_TURNS.setdefault(session, {})
+    turn = turns.get(key)
+    if turn is None:
+        turn = turns[key] = trio.Semaphore(1)
+    return turn
+
+
+@final
+class Mutex:
+    """A distributed mutual-exclusion lock named ``name``, held through ``session``.
+
+    Example::
+
+        async with etcdsync.open_session(client, ttl=10) as session:
+            mutex = etcdsync.Mutex(session, "/locks/nightly-report")
+            async with mutex:          # waits for the lock; the body is cancelled if the session is lost
+                await client.put(b"/reports/x", data, guard=mutex.is_owner())
+
+    Args:
+        session: the session whose lease the lock key is attached to.
+        name: the lock's name (``bytes`` or ``str``); its queue lives under ``name + "/"``.
+        cleanup_timeout: bound on the shielded cleanup (deleting our key) after a cancelled acquire or
+            on release; defaults to the session's TTL, after which the key goes with the lease anyway.
+    """
+
+    def __init__(self, session: Session, name: bytes | str, *, cleanup_timeout: float | None = None) -> None:
+        if not isinstance(session, Session):
+            raise TypeError(f"Mutex needs a Session, not {type(session).__name__}")
+        if cleanup_timeout is not None and not cleanup_timeout > 0:
+            raise ValueError("cleanup_timeout must be > 0")
+        self._session = session
+        self._prefix = name_prefix(name)
+        self._key = participant_key(self._prefix, session.lease_id)
+        self._cleanup_timeout = cleanup_timeout
+        self._revision = 0  # create revision of our key while held; 0 when not held
+        self._busy = False  # acquiring or held
+        self._local = _local_turn(session, self._key)
+        self._holds_local = False
+        self._scope_cm: AbstractContextManager[trio.CancelScope] | None = None
+        self._stats = WaitStatistics()
+
+    # ---------------------------------------------------------------------------------------------------
+    # Queries (no I/O)
+
+    @property
+    def key(self) -> bytes:
+        """Our key in the lock's queue: ``name/<hex lease id>``."""
+        return self._key
+
+    @property
+    def session(self) -> Session:
+        """The session the lock is held through."""
+        return self._session
+
+    @property
+    def fencing_token(self) -> int:
+        """The create revision of our lock key: it grows with every new holder.
+
+        Raises:
+            LockReleasedError: the lock is not held by this object.
+        """
+        if not self._revision:
+            raise LockReleasedError(f"{self._key!r} is not held by this Mutex")
+        return self._revision
+
+    @property
+    def revision(self) -> int:
+        """Same as :attr:`fencing_token`, but 0 instead of an error when not held."""
+        return self._revision
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the lock (as far as it knows; see :meth:`is_owner` for writes)."""
+        return self._revision != 0
+
+    def is_owner(self) -> Compare:
+        """A compare that holds exactly while this object's acquisition still holds the lock.
+
+        Use it as ``guard=`` on writes, or in ``client.txn(compare=[...])``.
+
+        Raises:
+            LockReleasedError: the lock is not held by this object.
+        """
+        return Compare.create_revision(self._key) == self.fencing_token
+
+    def statistics(self) -> WaitStatistics:
+        """What waiting for this lock has cost so far (queries, watches, wake-ups, watch events)."""
+        return attrs.evolve(self._stats)
+
+    def __repr__(self) -> str:
+        state = (
+            f"held (token {self._revision})" if self._revision else ("acquiring" if self._busy else "free")
+        )
+        return f"<etcdsync.Mutex at {id(self):#x}, {self._key!r}, {state}>"
+
+    # ---------------------------------------------------------------------------------------------------
+    # Acquire and release
+
+    def _begin(self) -> None:
+        if self._busy:
+            raise RuntimeError(
+                f"this Mutex ({self._key!r}) is already held or being acquired; it is not re-entrant"
+            )
+        if self._session.expired:
+            raise self._session.expired_error()
+        self._busy = True
+
+    async def _enqueue(self) -> tuple[int, bool]:
+        """Create our key if absent and read the queue head, in one transaction.
+
+        Returns our key's create revision and whether we are at the head of the queue.
+        """
+        client = self._session.client
+        head = Op.get(
+            self._prefix, prefix=True, sort_target=SortTarget.CREATE, sort_order=SortOrder.ASCEND, limit=1
+        )
+        resp = await client.txn(
+            compare=[Compare.create_revision(self._key) == 0],
+            success=[Op.put(self._key, b"", lease=self._session.lease_id), head],
+            failure=[Op.get(self._key), head],
+        )
+        mine, first = resp.responses
+        if resp.succeeded:
+            my_rev = resp.header.revision
+        else:
+            assert isinstance(mine, RangeResponse)
+            my_rev = mine.kvs[0].create_revision
+        assert isinstance(first, RangeResponse)
+        at_head = not first.kvs or first.kvs[0].create_revision == my_rev
+        return my_rev, at_head
+
+    async def acquire(self) -> None:
+        """Wait until this object holds the lock. A checkpoint.
+
+        Cancelling it (e.g. by ``trio.fail_after``) at any point removes our queue key before the
+        cancellation propagates (shielded, bounded by ``cleanup_timeout``).
+
+        Raises:
+            SessionExpiredError: the session expired (or our queue key vanished) before we got the lock.
+            RuntimeError: this object already holds the lock or is acquiring it.
+        """
+        self._begin()
+        my_rev = 0
+        try:
+            await self._local.acquire()
+            self._holds_local = True
+            my_rev, at_head = await self._enqueue()
+            if not at_head:
+                await wait_for_predecessors(self._session, self._prefix, self._key, my_rev, self._stats)
+        except BaseException:
+            await self._cleanup(my_rev)
+            raise
+        self._revision = my_rev
+
+    async def try_acquire(self) -> None:
+        """Take the lock if nobody holds it, else raise ``trio.WouldBlock`` and leave no key. A checkpoint.
+
+        Raises:
+            trio.WouldBlock: the lock is held elsewhere (or by another Mutex object on this session).
+            SessionExpiredError: the session has expired.
+            RuntimeError: this object already holds the lock or is acquiring it.
+        """
+        self._begin()
+        my_rev = 0
+        try:
+            self._local.acquire_nowait()  # raises trio.WouldBlock
+            self._holds_local = True
+            my_rev, at_head = await self._enqueue()
+        except BaseException:
+            await self._cleanup(my_rev)
+            raise
+        if not at_head:
+            await self._cleanup(my_rev)
+            raise trio.WouldBlock(f"{self._prefix!r} is locked by another session")
+        self._revision = my_rev
+
+    async def _cleanup(self, my_rev: int) -> None:
+        """After a failed or cancelled acquire: delete our key if we made it, and reset. Shielded."""
+        try:
+            if self._holds_local:
+                await self._delete_own_key(my_rev)
+        finally:
+            self._reset()
+
+    async def _delete_own_key(self, my_rev: int) -> bool:
+        """Delete our key, fenced; returns whether it was ours and is now gone. Shielded and bounded."""
+        client = self._session.client
+        if my_rev:
+            fence = Compare.create_revision(self._key) == my_rev
+        else:
+            # The creating txn's outcome is unknown (cancelled mid-flight): the key, if it exists, is
+            # ours, since the local lock lets only this object use it.
+            fence = Compare.lease(self._key) == self._session.lease_id
+        bound = self._session.ttl if self._cleanup_timeout is None else self._cleanup_timeout
+        with trio.move_on_after(bound if math.isfinite(bound) else math.inf, shield=True) as scope:
+            try:
+                resp = await client.txn(compare=[fence], success=[Op.delete(self._key)])
+            except EtcdError as exc:
+                logger.warning(
+                    "could not remove lock key %r (%r); it goes with the session's lease", self._key, exc
+                )
+                return False
+            return resp.succeeded
+        if scope.cancelled_caught:
+            logger.warning(
+                "removing lock key %r took over %.1f s; it goes with the session's lease", self._key, bound
+            )
+        return False
+
+    def _reset(self) -> None:
+        self._revision = 0
+        self._busy = False
+        if self._holds_local:
+            self._holds_local = False
+            self._local.release()
+
+    async def release(self) -> None:
+        """Release the lock: delete our key if it is still the one we acquired. A checkpoint.
+
+        The delete is fenced on our key's create revision, so a retried release can never delete a
+        newer holder's key. Local state is cleared only when the release is done.
+
+        Raises:
+            LockReleasedError: this object does not hold the lock (never acquired, or released twice).
+            SessionExpiredError: the lock had already been lost with the session before this release.
+            OutcomeUnknownError: the connection broke mid-release; the lock is still counted as held
+                here, and calling :meth:`release` again is safe.
+        """
+        if not self._revision:
+            await trio.lowlevel.checkpoint()
+            raise LockReleasedError(
+                f"{self._key!r} is not held by this Mutex (never acquired or already released)"
+            )
+        client = self._session.client
+        resp = await client.txn(compare=[self.is_owner()], success=[Op.delete(self._key)])
+        self._reset()
+        if not resp.succeeded:
+            raise (
+                self._session.expired_error()
+                if self._session.expired
+                else SessionExpiredError(
+                    f"{self._key!r} was no longer ours when released (its lease expired or it was deleted)"
+                )
+            )
+
+    # ---------------------------------------------------------------------------------------------------
+    # async with
+
+    async def __aenter__(self) -> Mutex:
+        """Acquire (a checkpoint); the body then runs in a scope cancelled when the session expires."""
+        await self.acquire()
+        cm = self._session.cancel_on_expiry()
+        cm.__enter__()
+        self._scope_cm = cm
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        """Release (shielded and bounded); raise :class:`~etcdsync.SessionExpiredError` if the session
+        was lost while the body ran. A checkpoint."""
+        cm = self._scope_cm
+        self._scope_cm = None
+        assert cm is not None
+        swallowed = bool(cm.__exit__(exc_type, exc, tb))
+        lost = self._session.expired
+        bound = self._session.ttl if self._cleanup_timeout is None else self._cleanup_timeout
+        try:
+            with trio.move_on_after(bound, shield=True):
+                await self.release()
+        except (LockReleasedError, SessionExpiredError):
+            lost = True
+        except OutcomeUnknownError as err:
+            # The fenced delete may or may not have happened; either way the key goes with the lease.
+            logger.warning("releasing %r: %s; the key goes with the session's lease", self._key, err)
+        finally:
+            self._reset()
+        if lost and (swallowed or exc is None):
+            raise (
+                self._session.expired_error()
+                if self._session.expired
+                else SessionExpiredError(f"the lock {self._key!r} was lost while held")
+            )
+        return swallowed

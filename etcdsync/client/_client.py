@@ -1,0 +1,836 @@
+"""The etcd v3 client: :func:`open_client` and :class:`Client` (KV, transactions, leases).
+
+One :class:`Client` talks to one cluster through one channel (one HTTP/2 connection) per endpoint,
+all owned by the nursery of :func:`open_client`. Calls go to a preferred endpoint; when it fails, the
+next call prefers another one (see ``_sansio/_endpoints.py``).
+
+Retries follow one rule (the Go client's ``isSafeRetryMutableRPC``): a request is sent again on
+another endpoint only when that cannot apply it twice. Reads (ranges, lease lookups, member lists) are
+retried on any connection failure or UNAVAILABLE status, within the caller's deadline. A write is
+retried only when it provably never reached a server (the connection was never up, or the member
+said "no leader" under ``hasleader``); otherwise its failure raises
+:class:`~etcdsync.OutcomeUnknownError`.
+
+Every request carries ``hasleader: true``, so a member cut off from its cluster fails at once with
+:class:`~etcdsync.NoClusterLeaderError` instead of hanging until the deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Final, Literal, final
+
+import attrs
+import trio
+
+from ._convert import _cluster as cv_cluster, _kv as cv, _methods as rpc
+from ._errors import (
+    EtcdError,
+    GuardFailedError,
+    InvalidAuthTokenError,
+    LeaseNotFoundError,
+    NoClusterLeaderError,
+    NoEndpointAvailableError,
+    OutcomeUnknownError,
+    UnavailableError,
+    error_from_status,
+)
+from ._keys import key_range
+from ._lease_keeper import LeaseKeepAlive, LeaseKeeper
+from ._nursery import open_owned_nursery
+from ._sansio._backoff import Backoff
+from ._sansio._endpoints import Endpoint, EndpointPicker, parse_endpoints
+from ._transport import Channel, ConnectionLost, StatusError, open_h2_channel
+from ._txn import (
+    AnyOp,
+    Compare,
+    DeleteOp,
+    Op,
+    PutOp,
+    RangeOp,
+    TxnOp,
+    check_compares,
+    check_int,
+)
+from ._types import (
+    DeleteResponse,
+    KeyValue,
+    LeaseGrant,
+    LeaseTimeToLive,
+    MemberListResponse,
+    PutResponse,
+    RangeResponse,
+    ResponseHeader,
+    SortOrder,
+    SortTarget,
+    TxnResponse,
+)
+
+if TYPE_CHECKING:
+    from ._watch import Watch, WatchFilter, WatchHub
+
+__all__ = ["Client", "ClientStatistics", "open_client"]
+
+logger = logging.getLogger(__name__)
+
+#: etcd's default ``--max-request-bytes``: a request larger than this is refused by the server.
+DEFAULT_MAX_REQUEST_BYTES: Final = 1536 * 1024
+#: etcd's default ``--max-txn-ops``: the most compares, or ops of one branch, a txn may have.
+DEFAULT_MAX_TXN_OPS: Final = 128
+#: etcd's maximum lease TTL in seconds (``lease.MaxLeaseTTL``).
+MAX_LEASE_TTL: Final = 9_000_000_000
+
+_HASLEADER: Final = ("hasleader", "true")
+_TRANSPORTS: Final = ("h2",)
+_PRIVATE = object()
+
+
+@attrs.frozen(kw_only=True)
+class ClientStatistics:
+    """A snapshot of a client's state, from :meth:`Client.statistics`.
+
+    Attributes:
+        endpoints: every endpoint, in configuration order.
+        current_endpoint: the endpoint calls go to first.
+        open_streams: HTTP/2 streams open across all channels (calls in flight, watches, keepalives).
+        watchers: watches open on this client.
+        sessions: sessions kept alive by this client.
+        calls_failed_over: calls that were retried on another endpoint.
+    """
+
+    endpoints: tuple[str, ...]
+    current_endpoint: str
+    open_streams: int
+    watchers: int
+    sessions: int
+    calls_failed_over: int
+
+
+def _ssl_context_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    if endpoint.tls is False:
+        return None
+    if endpoint.tls is True and tls is None:
+        return ssl.create_default_context()
+    return tls
+
+
+@final
+class Client:
+    """A connection to an etcd cluster. Open it with :func:`open_client`; it is closed when that exits.
+
+    Example::
+
+        async with etcdsync.open_client("127.0.0.1:2379") as client:
+            await client.put(b"/config/mode", b"blue")
+            kv = await client.get(b"/config/mode")
+            assert kv is not None and kv.value == b"blue"
+
+    Every method that sends an RPC is async and a checkpoint; the deadline of the enclosing cancel
+    scope goes to the server as ``grpc-timeout``.
+    """
+
+    def __init__(
+        self,
+        _private: object,
+        *,
+        nursery: trio.Nursery,
+        endpoints: tuple[Endpoint, ...],
+        tls: ssl.SSLContext | None,
+        username: str | None,
+        password: str | None,
+        max_request_bytes: int,
+        max_txn_ops: int,
+        max_rounds: int,
+        rng: random.Random,
+    ) -> None:
+        if _private is not _PRIVATE:
+            raise TypeError("use `async with etcdsync.open_client(...) as client:` to make a Client")
+        self._nursery = nursery
+        self._endpoints = {e.address: e for e in endpoints}
+        self._tls = tls
+        self._credentials = (username, password) if username is not None and password is not None else None
+        self._token: str | None = None
+        self._auth_lock = trio.Lock()
+        self._channels: dict[str, Channel] = {}
+        self._channel_lock = trio.Lock()
+        self._picker = EndpointPicker(list(self._endpoints))
+        self._max_request_bytes = max_request_bytes
+        self._max_txn_ops = max_txn_ops
+        self._max_rounds = max_rounds
+        self._rng = rng
+        self._closed = False
+        self._failovers = 0
+        self._keeper = LeaseKeeper(self)
+        # The shared Watch stream's manager, created by the watch layer on first use.
+        self._watch_hub: WatchHub | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<etcdsync.client.Client at {id(self):#x}, {state}, endpoint {self._picker.current} "
+            f"(1 of {len(self._endpoints)})>"
+        )
+
+    # -----------------------------------------------------------------------------------------------------
+    # Plumbing
+
+    async def _run_channel(self, address: str, *, task_status: trio.TaskStatus[Channel]) -> None:
+        async with open_h2_channel(
+            address, ssl_context=_ssl_context_for(self._endpoints[address], self._tls)
+        ) as ch:
+            task_status.started(ch)
+            await trio.sleep_forever()
+
+    async def _channel(self, address: str) -> Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            async with self._channel_lock:
+                channel = self._channels.get(address)
+                if channel is None:
+                    channel = await self._nursery.start(self._run_channel, address)
+                    self._channels[address] = channel
+        return channel
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        if self._token is None:
+            return (_HASLEADER,)
+        return (_HASLEADER, ("token", self._token))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this etcd client is closed")
+
+    async def _authenticate(self, stale_token: str | None) -> None:
+        """Get a token with the configured credentials, unless another task replaced ``stale_token``."""
+        assert self._credentials is not None
+        async with self._auth_lock:
+            if self._token != stale_token:
+                return
+            name, password = self._credentials
+            request = cv_cluster.authenticate_request(name, password)
+            self._token = None
+            data = await self._unary(rpc.AUTH_AUTHENTICATE.path, request, idempotent=True, authenticate=False)
+            self._token = cv_cluster.authenticate_token(data)
+
+    async def _call_once(
+        self, address: str, path: str, request: bytes, *, idempotent: bool, authenticate: bool
+    ) -> bytes:
+        """One attempt on one endpoint, with at most one transparent re-authentication."""
+        channel = await self._channel(address)
+        reauthenticated = False
+        while True:
+            token = self._token
+            try:
+                return await channel.unary(path, request, metadata=self._metadata())
+            except StatusError as exc:
+                err = error_from_status(exc.code, exc.message, exc.trailers)
+                if (
+                    isinstance(err, InvalidAuthTokenError)
+                    and authenticate
+                    and self._credentials is not None
+                    and not reauthenticated
+                ):
+                    # The token expired or the auth store moved on; the request was not applied.
+                    reauthenticated = True
+                    await self._authenticate(token)
+                    continue
+                raise err from exc
+
+    async def _unary(
+        self, path: str, request: bytes, *, idempotent: bool, authenticate: bool = True
+    ) -> bytes:
+        """Send a unary call, failing over to other endpoints when that is safe (see the module docstring)."""
+        self._check_open()
+        if authenticate and self._credentials is not None and self._token is None:
+            await self._authenticate(None)
+        failures: dict[str, BaseException] = {}
+        backoff = Backoff(initial=0.025, maximum=1.0, rng=self._rng)
+        for round_number in range(self._max_rounds):
+            if round_number:
+                await trio.sleep(backoff.next_delay())
+            for address in self._picker.order(trio.current_time()):
+                try:
+                    data = await self._call_once(
+                        address, path, request, idempotent=idempotent, authenticate=authenticate
+                    )
+                except ConnectionLost as exc:
+                    self._picker.failed(address, trio.current_time())
+                    if exc.request_sent and not idempotent:
+                        raise OutcomeUnknownError(
+                            f"{path} was sent to {address} and the connection broke before the answer; "
+                            "it may or may not have been applied"
+                        ) from exc
+                    failures[address] = exc
+                except UnavailableError as exc:
+                    self._picker.failed(address, trio.current_time())
+                    if not idempotent and not isinstance(exc, NoClusterLeaderError):
+                        raise OutcomeUnknownError(
+                            f"{path} on {address} failed with {exc}; it may or may not have been applied"
+                        ) from exc
+                    failures[address] = exc
+                else:
+                    if failures:
+                        self._failovers += 1
+                    self._picker.succeeded(address)
+                    return data
+                logger.debug(
+                    "etcd call %s failed on %s: %r; trying the next endpoint",
+                    path,
+                    address,
+                    failures.get(address),
+                )
+        raise NoEndpointAvailableError(f"{path} failed on every endpoint", errors=failures)
+
+    def _check_request_size(self, request: bytes) -> bytes:
+        if len(request) > self._max_request_bytes:
+            raise ValueError(
+                f"request of {len(request)} bytes is over the limit of {self._max_request_bytes} bytes "
+                "(max_request_bytes; etcd's --max-request-bytes)"
+            )
+        return request
+
+    def _check_txn(self, txn: TxnOp) -> None:
+        for name, items in (
+            ("compares", txn.compare),
+            ("success ops", txn.success),
+            ("failure ops", txn.failure),
+        ):
+            if len(items) > self._max_txn_ops:
+                raise ValueError(
+                    f"txn has {len(items)} {name}; the limit is {self._max_txn_ops} "
+                    "(max_txn_ops; etcd's --max-txn-ops)"
+                )
+        for branch in (txn.success, txn.failure):
+            _check_branch_keys(branch)
+            for op in branch:
+                if isinstance(op, TxnOp):
+                    self._check_txn(op)
+
+    # -----------------------------------------------------------------------------------------------------
+    # KV
+
+    async def get(
+        self, key: bytes | str, *, revision: int = 0, serializable: bool = False
+    ) -> KeyValue | None:
+        """The key's value at ``revision`` (0: the latest), or ``None`` when it does not exist.
+
+        A checkpoint. ``serializable=True`` reads from the member's local state, which may be stale,
+        without a round of consensus.
+
+        Raises:
+            CompactedError: ``revision`` has been compacted.
+            FutureRevisionError: ``revision`` is newer than the store.
+        """
+        resp = await self.range(key, revision=revision, serializable=serializable)
+        return resp.kvs[0] if resp.kvs else None
+
+    async def range(
+        self,
+        key: bytes | str,
+        range_end: bytes | str | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        sort_target: SortTarget = SortTarget.KEY,
+        sort_order: SortOrder = SortOrder.NONE,
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        serializable: bool = False,
+    ) -> RangeResponse:
+        """Read a key or a range of keys.
+
+        The range is ``[key, range_end)``; ``prefix=True`` covers every key starting with ``key``, and
+        ``from_key=True`` every key ``>= key``. ``limit`` caps the number of keys returned (0: no cap;
+        ``more`` says whether there were more). The revision filters keep only keys created/modified in
+        the given bounds (0: unbounded); ``count`` is the count of the whole range regardless.
+
+        A checkpoint. Retried on another endpoint when a connection fails.
+
+        Example::
+
+            resp = await client.range(b"/jobs/", prefix=True, sort_target=SortTarget.CREATE)
+            for kv in resp.kvs: ...
+        """
+        op = Op.get(
+            key,
+            range_end,
+            prefix=prefix,
+            from_key=from_key,
+            limit=limit,
+            revision=revision,
+            sort_target=sort_target,
+            sort_order=sort_order,
+            keys_only=keys_only,
+            count_only=count_only,
+            min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision,
+            min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision,
+            serializable=serializable,
+        )
+        return await self._range(op)
+
+    async def _range(self, op: RangeOp) -> RangeResponse:
+        data = await self._unary(
+            rpc.KV_RANGE.path, self._check_request_size(cv.range_request(op)), idempotent=True
+        )
+        return cv.range_response(data)
+
+    async def iter_range(
+        self, key: bytes | str, *, prefix: bool = True, page_size: int = 1000, revision: int = 0
+    ) -> AsyncIterator[KeyValue]:
+        """Every key in the range, in key order, read page by page at one revision.
+
+        The first page fixes the revision (``revision``, or the current one when 0); every later page is
+        read at that same revision, so the whole listing is one consistent snapshot. If that revision is
+        compacted while the listing runs, :class:`~etcdsync.CompactedError` is raised.
+
+        Example::
+
+            async for kv in client.iter_range(b"/workers/"):
+                print(kv.key)
+        """
+        if check_int("page_size", page_size) < 1:
+            raise ValueError("page_size must be >= 1")
+        k, end = key_range(key, None, prefix=prefix, from_key=False)
+        if not prefix:
+            end = k + b"\x00"  # a single key
+        pinned = check_int("revision", revision)
+        while True:
+            resp = await self._range(RangeOp(key=k, range_end=end, limit=page_size, revision=pinned))
+            pinned = resp.header.revision if pinned == 0 else pinned
+            for kv in resp.kvs:
+                yield kv
+            if not resp.more or not resp.kvs:
+                return
+            k = resp.kvs[-1].key + b"\x00"
+
+    async def put(
+        self,
+        key: bytes | str,
+        value: bytes | str,
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        ignore_value: bool = False,
+        ignore_lease: bool = False,
+        guard: Compare | Sequence[Compare] = (),
+    ) -> PutResponse:
+        """Set ``key`` to ``value``.
+
+        Args:
+            lease: attach the key to this lease (it is deleted when the lease goes).
+            prev_kv: return the previous key-value pair in the response.
+            ignore_value: keep the current value (pass ``b""`` as ``value``); the key must exist.
+            ignore_lease: keep the current lease (pass ``lease=0``); the key must exist.
+            guard: apply the put only if every compare holds, else raise
+                :class:`~etcdsync.GuardFailedError` (``guard=mutex.is_owner()``).
+
+        A checkpoint. Never retried once it may have reached a server.
+
+        Raises:
+            GuardFailedError: a guard compare did not hold; nothing was written.
+            OutcomeUnknownError: the connection broke after sending; the put may have been applied.
+            LeaseNotFoundError: ``lease`` does not exist.
+        """
+        op = Op.put(
+            key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value, ignore_lease=ignore_lease
+        )
+        guards = check_compares(guard)
+        if guards:
+            resp = await self._guarded(guards, op)
+            inner = resp.responses[0]
+            assert isinstance(inner, PutResponse)
+            return PutResponse(header=resp.header, prev_kv=inner.prev_kv)
+        data = await self._unary(
+            rpc.KV_PUT.path, self._check_request_size(cv.put_request(op)), idempotent=False
+        )
+        return cv.put_response(data)
+
+    async def delete(
+        self,
+        key: bytes | str,
+        range_end: bytes | str | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        prev_kv: bool = False,
+        guard: Compare | Sequence[Compare] = (),
+    ) -> DeleteResponse:
+        """Delete a key or a range (``range_end``, ``prefix=True`` or ``from_key=True`` as for :meth:`range`).
+
+        A checkpoint. With ``guard``, deletes only if every compare holds, else raises
+        :class:`~etcdsync.GuardFailedError`.
+        """
+        op = Op.delete(key, range_end, prefix=prefix, from_key=from_key, prev_kv=prev_kv)
+        guards = check_compares(guard)
+        if guards:
+            resp = await self._guarded(guards, op)
+            inner = resp.responses[0]
+            assert isinstance(inner, DeleteResponse)
+            return DeleteResponse(header=resp.header, deleted=inner.deleted, prev_kvs=inner.prev_kvs)
+        data = await self._unary(
+            rpc.KV_DELETE_RANGE.path, self._check_request_size(cv.delete_request(op)), idempotent=False
+        )
+        return cv.delete_response(data)
+
+    async def txn(
+        self,
+        compare: Compare | Sequence[Compare] = (),
+        success: Sequence[AnyOp] = (),
+        failure: Sequence[AnyOp] = (),
+        *,
+        guard: Compare | Sequence[Compare] = (),
+    ) -> TxnResponse:
+        """Run a transaction: if every compare holds, the ``success`` ops, else the ``failure`` ops.
+
+        All of it happens at one revision. A read-only transaction is retried on another endpoint when
+        a connection fails; one that writes never is, once it may have reached a server.
+
+        With ``guard``, the whole transaction runs only if every guard compare holds, else
+        :class:`~etcdsync.GuardFailedError` is raised (built on a nested txn).
+
+        Example::
+
+            resp = await client.txn(
+                compare=[Compare.create_revision(b"/leader") == 0],
+                success=[Op.put(b"/leader", b"me", lease=lease_id)],
+                failure=[Op.get(b"/leader")],
+            )
+        """
+        txn = Op.txn(check_compares(compare), success, failure)
+        guards = check_compares(guard)
+        if guards:
+            resp = await self._guarded(guards, txn)
+            inner = resp.responses[0]
+            assert isinstance(inner, TxnResponse)
+            return TxnResponse(header=resp.header, succeeded=inner.succeeded, responses=inner.responses)
+        return await self._txn(txn)
+
+    async def _txn(self, txn: TxnOp) -> TxnResponse:
+        self._check_txn(txn)
+        data = await self._unary(
+            rpc.KV_TXN.path, self._check_request_size(cv.txn_request(txn)), idempotent=_read_only(txn)
+        )
+        return cv.txn_response(data)
+
+    async def _guarded(self, guards: tuple[Compare, ...], op: AnyOp) -> TxnResponse:
+        """Run ``op`` only if ``guards`` hold; on failure read the guarded keys and raise."""
+        reads = [Op.get(c.key, c.range_end or None) for c in guards]
+        resp = await self._txn(TxnOp(compare=guards, success=(op,), failure=tuple(reads)))
+        if resp.succeeded:
+            return resp
+        kvs = [kv for r in resp.responses if isinstance(r, RangeResponse) for kv in r.kvs]
+        raise GuardFailedError(
+            f"guard did not hold at revision {resp.header.revision}; nothing was written",
+            kvs=kvs,
+            revision=resp.header.revision,
+        )
+
+    async def compact(self, revision: int, *, physical: bool = False) -> ResponseHeader:
+        """Discard history before ``revision``. With ``physical=True``, return only once the space is freed.
+
+        A checkpoint.
+
+        Raises:
+            CompactedError: ``revision`` is at or below the current compaction revision.
+            FutureRevisionError: ``revision`` is newer than the store.
+        """
+        if check_int("revision", revision) < 1:
+            raise ValueError("revision must be >= 1")
+        data = await self._unary(
+            rpc.KV_COMPACT.path, cv.compact_request(revision, physical), idempotent=False
+        )
+        return cv.compact_response(data)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Leases
+
+    async def lease_grant(self, ttl: int, *, lease_id: int = 0) -> LeaseGrant:
+        """Grant a lease of ``ttl`` seconds (the server may grant more: it has a minimum TTL).
+
+        ``lease_id`` asks for a specific ID (0: the server chooses). A checkpoint.
+
+        Raises:
+            ValueError: ``ttl`` is not in 1..9,000,000,000, or ``lease_id`` is negative.
+            LeaseExistsError: a lease with ``lease_id`` exists.
+        """
+        check_ttl(ttl)
+        check_int("lease_id", lease_id)
+        data = await self._unary(
+            rpc.LEASE_GRANT.path, cv.lease_grant_request(ttl, lease_id), idempotent=False
+        )
+        return cv.lease_grant(data)
+
+    async def lease_revoke(self, lease_id: int) -> ResponseHeader:
+        """Revoke a lease and delete every key attached to it. A checkpoint.
+
+        Revoking is idempotent in effect, so it is retried on another endpoint like a read.
+
+        Raises:
+            LeaseNotFoundError: the lease does not exist (any more).
+        """
+        check_int("lease_id", lease_id, minimum=1)
+        data = await self._unary(rpc.LEASE_REVOKE.path, cv.lease_revoke_request(lease_id), idempotent=True)
+        return cv.lease_revoke(data)
+
+    async def lease_time_to_live(self, lease_id: int, *, keys: bool = False) -> LeaseTimeToLive:
+        """The lease's remaining TTL (``ttl == -1`` when it does not exist), with its keys if ``keys=True``.
+
+        A checkpoint.
+        """
+        check_int("lease_id", lease_id, minimum=1)
+        data = await self._unary(
+            rpc.LEASE_TIME_TO_LIVE.path, cv.lease_time_to_live_request(lease_id, keys), idempotent=True
+        )
+        return cv.lease_time_to_live(data)
+
+    async def leases(self) -> tuple[int, ...]:
+        """The IDs of every lease. A checkpoint."""
+        data = await self._unary(rpc.LEASE_LEASES.path, cv.lease_leases_request(), idempotent=True)
+        return cv.lease_ids(data)
+
+    async def lease_keep_alive_once(self, lease_id: int) -> int:
+        """Renew the lease once and return its new TTL.
+
+        A checkpoint. Uses a short-lived LeaseKeepAlive stream; sessions share one long-lived stream
+        instead.
+
+        Raises:
+            LeaseNotFoundError: the lease has expired or does not exist.
+        """
+        check_int("lease_id", lease_id, minimum=1)
+        self._check_open()
+        request = cv.lease_keep_alive_request(lease_id)
+        channel = await self._channel(self._picker.current)
+        try:
+            async with channel.stream(rpc.LEASE_KEEP_ALIVE.path, metadata=self._metadata()) as stream:
+                await stream.send(request)
+                data = await stream.receive()
+                await stream.close_send()
+        except StatusError as exc:
+            raise error_from_status(exc.code, exc.message, exc.trailers) from exc
+        _, _, ttl = cv.lease_keep_alive_ttl(data)
+        if ttl <= 0:
+            raise LeaseNotFoundError(f"lease {lease_id:x} has expired or does not exist", code=5)
+        return ttl
+
+    # -----------------------------------------------------------------------------------------------------
+    # Watch
+
+    def watch(
+        self,
+        key: bytes | str,
+        range_end: bytes | str | None = None,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        filters: Sequence[WatchFilter] = (),
+        progress_notify: bool = False,
+    ) -> AbstractAsyncContextManager[Watch]:
+        """Watch a key or a range; see :mod:`etcdsync.client._watch` for the guarantees.
+
+        Example::
+
+            async with client.watch(b"/jobs/", prefix=True, start_revision=rev + 1) as events:
+                async for resp in events:
+                    for event in resp.events: ...
+        """
+        from ._watch import open_watch
+
+        return open_watch(
+            self,
+            key,
+            range_end,
+            prefix=prefix,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            filters=filters,
+            progress_notify=progress_notify,
+        )
+
+    # -----------------------------------------------------------------------------------------------------
+    # Leases kept alive
+
+    @asynccontextmanager
+    async def keep_alive(
+        self, lease_id: int, *, ttl: int | None = None, granted_at: float | None = None
+    ) -> AsyncIterator[LeaseKeepAlive]:
+        """Keep a lease alive while the block runs, over the client's one shared LeaseKeepAlive stream.
+
+        The lease counts as lost when the server says it expired, or when no keep-alive was
+        acknowledged within its TTL counted from the *send* time of the last acknowledged one. Give
+        ``ttl`` and ``granted_at`` (the ``trio.current_time()`` just before the grant request was sent)
+        to anchor that from the grant; otherwise entering sends one keep-alive to anchor it.
+
+        Leaving the block stops the keep-alives; it does not revoke the lease. Entering is a checkpoint.
+
+        Raises:
+            LeaseNotFoundError: (on entry) the lease does not exist.
+        """
+        check_int("lease_id", lease_id, minimum=1)
+        self._check_open()
+        if ttl is None or granted_at is None:
+            granted_at = trio.current_time()
+            ttl = await self.lease_keep_alive_once(lease_id)
+        else:
+            check_ttl(ttl)
+            await trio.lowlevel.checkpoint()
+        kept = self._keeper.add(lease_id, ttl=ttl, granted_at=granted_at)
+        try:
+            yield self._keeper.handle(kept)
+        finally:
+            self._keeper.remove(lease_id)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Cluster
+
+    async def member_list(self) -> MemberListResponse:
+        """The cluster's members. A checkpoint."""
+        data = await self._unary(
+            rpc.CLUSTER_MEMBER_LIST.path, cv_cluster.member_list_request(), idempotent=True
+        )
+        return cv_cluster.member_list(data)
+
+    async def sync_endpoints(self) -> tuple[str, ...]:
+        """Replace the endpoint list with the client URLs of the cluster's current voting members.
+
+        A checkpoint. Returns the new list. Endpoints keep the scheme their URLs have.
+        """
+        members = await self.member_list()
+        urls = [u for m in members.members if not m.is_learner for u in m.client_urls]
+        if not urls:
+            raise EtcdError("the member list has no client URLs; keeping the current endpoints")
+        parsed = parse_endpoints(sorted(set(urls)))
+        for endpoint in parsed:
+            self._endpoints.setdefault(endpoint.address, endpoint)
+        self._picker.replace([e.address for e in parsed])
+        return tuple(e.address for e in parsed)
+
+    # -----------------------------------------------------------------------------------------------------
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of this client's state (no I/O)."""
+        return ClientStatistics(
+            endpoints=tuple(self._picker.endpoints),
+            current_endpoint=self._picker.current,
+            open_streams=sum(ch.statistics().open_streams for ch in self._channels.values()),
+            watchers=0 if self._watch_hub is None else self._watch_hub.statistics().watchers,
+            sessions=len(self._keeper.leases),
+            calls_failed_over=self._failovers,
+        )
+
+
+def check_ttl(ttl: int) -> int:
+    """A lease TTL in etcd's range, or ``ValueError``/``TypeError`` with an exact message."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise TypeError(f"ttl must be an int number of seconds, not {type(ttl).__name__}")
+    if ttl <= 0:
+        raise ValueError("ttl must be > 0")
+    if ttl > MAX_LEASE_TTL:
+        raise ValueError(f"ttl must be <= {MAX_LEASE_TTL} (etcd's maximum lease TTL)")
+    return ttl
+
+
+def _read_only(txn: TxnOp) -> bool:
+    return all(
+        isinstance(op, RangeOp) or (isinstance(op, TxnOp) and _read_only(op))
+        for op in (*txn.success, *txn.failure)
+    )
+
+
+def _check_branch_keys(branch: Sequence[AnyOp]) -> None:
+    """etcd refuses a branch that puts one key twice, or puts a key it also deletes."""
+    puts: set[bytes] = set()
+    deletes: list[DeleteOp] = []
+    for op in branch:
+        if isinstance(op, PutOp):
+            if op.key in puts:
+                raise ValueError(
+                    f"txn branch puts key {op.key!r} twice (etcd refuses duplicate keys in a txn)"
+                )
+            puts.add(op.key)
+        elif isinstance(op, DeleteOp):
+            deletes.append(op)
+    for d in deletes:
+        for key in puts:
+            if key == d.key or (
+                d.range_end and d.key <= key and (d.range_end == b"\x00" or key < d.range_end)
+            ):
+                raise ValueError(
+                    f"txn branch puts key {key!r} and also deletes it (etcd refuses duplicate keys in a txn)"
+                )
+
+
+@asynccontextmanager
+async def open_client(
+    endpoints: str | Sequence[str] = "127.0.0.1:2379",
+    *,
+    tls: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    transport: Literal["h2"] = "h2",
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+    max_rounds: int = 3,
+) -> AsyncIterator[Client]:
+    """Open a client to an etcd cluster; it is closed (every connection and stream) when the block exits.
+
+    Args:
+        endpoints: ``"host:port"``, ``"http://host:port"`` or ``"https://host:port"``, a list of them,
+            or one comma-separated string.
+        tls: the TLS context for ``https://`` endpoints and bare ``host:port`` ones (a bare endpoint
+            is plaintext when this is ``None``). Load a CA with ``ssl.create_default_context(cafile=...)``
+            and a client certificate with ``load_cert_chain``. ALPN ``h2`` is set on it.
+        username: with ``password``, authenticate; the token is refreshed when the server rejects it.
+        transport: ``"h2"``, etcdsync's gRPC over HTTP/2 on trio.
+        max_request_bytes: requests larger than this raise ``ValueError`` before they are sent; set it
+            to the server's ``--max-request-bytes`` when that is not the default.
+        max_txn_ops: the server's ``--max-txn-ops``; larger txns raise ``ValueError`` before sending.
+        max_rounds: how many times a retryable call goes round all endpoints before
+            :class:`~etcdsync.NoEndpointAvailableError`.
+
+    Opening does no I/O (connections are made by the first call); it is a checkpoint. Example::
+
+        async with etcdsync.open_client(["10.0.0.1:2379", "10.0.0.2:2379"]) as client:
+            print(await client.get(b"/config"))
+    """
+    parsed = parse_endpoints(endpoints)
+    if transport not in _TRANSPORTS:
+        raise ValueError(f"transport must be one of {_TRANSPORTS}, not {transport!r}")
+    if (username is None) != (password is None):
+        raise ValueError("give both username and password, or neither")
+    if tls is not None and not isinstance(tls, ssl.SSLContext):
+        raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
+    check_int("max_request_bytes", max_request_bytes, minimum=1)
+    check_int("max_txn_ops", max_txn_ops, minimum=1)
+    check_int("max_rounds", max_rounds, minimum=1)
+    async with open_owned_nursery() as nursery:
+        client = Client(
+            _PRIVATE,
+            nursery=nursery,
+            endpoints=parsed,
+            tls=tls,
+            username=username,
+            password=password,
+            max_request_bytes=max_request_bytes,
+            max_txn_ops=max_txn_ops,
+            max_rounds=max_rounds,
+            rng=random.Random(),
+        )
+        try:
+            await trio.lowlevel.checkpoint()
+            yield client
+        finally:
+            client._closed = True

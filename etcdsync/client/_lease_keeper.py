@@ -1,0 +1,251 @@
+"""One LeaseKeepAlive stream per client, shared by every lease it keeps alive (every session).
+
+Thousands of sessions must not mean thousands of streams. :class:`LeaseKeeper` runs one background
+task in the client's nursery, started when the first lease is added. The task keeps one
+LeaseKeepAlive stream open to the client's preferred endpoint, sends what the pure
+:class:`~etcdsync.client._sansio._keepalive.KeepAliveSchedule` says is due, and feeds the answers
+back. When the stream or its connection breaks, it reconnects (to the next endpoint if the current
+one failed) with jittered backoff and keeps sending: trouble shorter than a lease's TTL is ridden out.
+
+A lease is declared lost — its :class:`KeptLease` ``lost`` event is set — when the schedule says so:
+the server answered TTL <= 0, or no keep-alive was acknowledged within the TTL counted from the send
+time of the last acknowledged one. Expiry is checked by its own task, so it is declared on time even
+while no connection can be made.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final, final
+
+import attrs
+import trio
+
+from ._convert import _kv as cv, _methods as rpc
+from ._sansio._backoff import Backoff
+from ._sansio._keepalive import KeepAliveSchedule
+from ._transport import ConnectionLost, StatusError, Stream
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["KeptLease", "LeaseKeepAlive", "LeaseKeeper"]
+
+logger = logging.getLogger(__name__)
+
+_STREAM_ERRORS: Final = (ConnectionLost, StatusError, trio.EndOfChannel, trio.BrokenResourceError)
+
+
+@attrs.define(eq=False)
+class KeptLease:
+    """A lease registered with the keeper. ``lost`` is set once, when the lease counts as lost."""
+
+    lease_id: int
+    ttl: int
+    lost: trio.Event = attrs.field(factory=trio.Event)
+    reason: str | None = None
+    keepalives_acknowledged: int = 0
+    #: Cancel scopes to cancel when the lease is lost (see LeaseKeepAlive.cancel_on_loss).
+    scopes: set[trio.CancelScope] = attrs.field(factory=set)
+
+
+_PRIVATE: Final = object()
+
+
+def mark_lost(kept: KeptLease, reason: str) -> None:
+    """Record the loss of a lease (once) and cancel the work registered to end with it."""
+    if kept.lost.is_set():
+        return
+    kept.reason = reason
+    kept.lost.set()
+    for scope in kept.scopes:
+        scope.cancel()
+    logger.debug("lease %x lost: %s", kept.lease_id, reason)
+
+
+@final
+class LeaseKeepAlive:
+    """A lease being kept alive by its client, from :meth:`Client.keep_alive`.
+
+    Example::
+
+        grant_sent = trio.current_time()
+        grant = await client.lease_grant(10)
+        async with client.keep_alive(grant.id, ttl=grant.ttl, granted_at=grant_sent) as ka:
+            await ka.wait_lost()   # returns if the lease is lost; ka.reason says why
+    """
+
+    def __init__(self, _private: object, kept: KeptLease, keeper: LeaseKeeper) -> None:
+        if _private is not _PRIVATE:
+            raise TypeError("LeaseKeepAlive handles come from `async with client.keep_alive(...)`")
+        self._kept = kept
+        self._keeper = keeper
+
+    @property
+    def lease_id(self) -> int:
+        """The lease kept alive."""
+        return self._kept.lease_id
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lease counts as lost (final)."""
+        return self._kept.lost.is_set()
+
+    @property
+    def reason(self) -> str | None:
+        """Why the lease counts as lost, or ``None`` while it does not."""
+        return self._kept.reason
+
+    @property
+    def ttl(self) -> int:
+        """The TTL the server last granted."""
+        return self._kept.ttl
+
+    @property
+    def valid_until(self) -> float:
+        """The trio clock time until which the lease is known to live on the server."""
+        state = self._keeper.schedule.get(self._kept.lease_id)
+        return state.valid_until if state is not None else -math.inf
+
+    @property
+    def keepalives_acknowledged(self) -> int:
+        """How many keep-alives the server has acknowledged for this lease."""
+        return self._kept.keepalives_acknowledged
+
+    async def wait_lost(self) -> None:
+        """Wait until the lease counts as lost. A checkpoint."""
+        await self._kept.lost.wait()
+
+    @contextmanager
+    def cancel_on_loss(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope that is cancelled when the lease is lost (at once if it already is).
+
+        Example::
+
+            with keepalive.cancel_on_loss() as scope:
+                await do_work_that_needs_the_lease()
+            if scope.cancelled_caught and keepalive.lost:
+                raise SessionExpiredError(keepalive.reason)
+        """
+        with trio.CancelScope() as scope:
+            if self.lost:
+                scope.cancel()
+            self._kept.scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._kept.scopes.discard(scope)
+
+    def stop(self, reason: str) -> None:
+        """Stop keeping the lease alive and count it as lost locally (the lease is not revoked)."""
+        self._keeper.remove(self.lease_id)
+        mark_lost(self._kept, reason)
+
+    def __repr__(self) -> str:
+        state = f"lost ({self.reason})" if self.lost else f"alive, ttl {self.ttl}"
+        return f"<etcdsync.client.LeaseKeepAlive at {id(self):#x}, lease {self.lease_id:x}, {state}>"
+
+
+@attrs.define(eq=False)
+class LeaseKeeper:
+    """Keeps leases alive over one shared stream; owned by a :class:`Client`."""
+
+    client: Client
+    schedule: KeepAliveSchedule = attrs.field(factory=KeepAliveSchedule)
+    leases: dict[int, KeptLease] = attrs.field(factory=dict)
+    streams_opened: int = 0
+    _changed: trio.Event = attrs.field(factory=trio.Event)
+    _running: bool = False
+
+    def add(self, lease_id: int, *, ttl: int, granted_at: float) -> KeptLease:
+        """Keep ``lease_id`` alive from now on; ``granted_at`` is the send time of the request that
+        granted or last renewed it. Starts the background task if needed."""
+        self.schedule.add(lease_id, ttl=ttl, granted_at=granted_at)
+        kept = KeptLease(lease_id, ttl)
+        self.leases[lease_id] = kept
+        self._poke()
+        if not self._running:
+            self._running = True
+            self.client._nursery.start_soon(self._run, name=f"etcdsync lease keeper {id(self):#x}")
+        return kept
+
+    def handle(self, kept: KeptLease) -> LeaseKeepAlive:
+        """The public handle of a registered lease."""
+        return LeaseKeepAlive(_PRIVATE, kept, self)
+
+    def remove(self, lease_id: int) -> None:
+        """Stop keeping ``lease_id`` alive (it is not revoked)."""
+        self.schedule.remove(lease_id)
+        self.leases.pop(lease_id, None)
+        self._poke()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _declare_lost(self, lease_id: int, reason: str) -> None:
+        kept = self.leases.get(lease_id)
+        if kept is not None:
+            mark_lost(kept, reason)
+
+    async def _run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_expiry)
+            await self._keep_streaming()
+
+    async def _watch_expiry(self) -> None:
+        """Declare leases lost when their validity runs out, connection or not."""
+        while True:
+            now = trio.current_time()
+            for lease_id in self.schedule.expired(now):
+                self._declare_lost(lease_id, "no keep-alive was acknowledged within the lease's TTL")
+            changed = self._changed
+            with trio.move_on_at(self.schedule.next_expiry()):
+                await changed.wait()
+
+    async def _keep_streaming(self) -> None:
+        backoff = Backoff(initial=0.05, maximum=2.0, rng=random.Random())
+        while True:
+            if not self.leases:
+                await self._changed.wait()
+                continue
+            address = self.client._picker.current
+            try:
+                await self._one_stream(address, backoff)
+            except _STREAM_ERRORS as exc:
+                logger.debug("lease keep-alive stream to %s ended: %r", address, exc)
+                self.client._picker.failed(address, trio.current_time())
+            except trio.ClosedResourceError:
+                return  # the client is closing
+            self.schedule.on_stream_down(trio.current_time())
+            await trio.sleep(backoff.next_delay())
+
+    async def _one_stream(self, address: str, backoff: Backoff) -> None:
+        channel = await self.client._channel(address)
+        async with channel.stream(rpc.LEASE_KEEP_ALIVE.path, metadata=self.client._metadata()) as stream:
+            self.streams_opened += 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_loop, stream)
+                while True:
+                    data = await stream.receive()
+                    _, lease_id, ttl = cv.lease_keep_alive_ttl(data)
+                    backoff.reset()
+                    kept = self.leases.get(lease_id)
+                    if kept is not None:
+                        kept.keepalives_acknowledged += 1
+                        if ttl > 0:
+                            kept.ttl = ttl
+                    if self.schedule.on_response(lease_id, ttl=ttl):
+                        self._declare_lost(lease_id, "the server says the lease has expired or was revoked")
+
+    async def _send_loop(self, stream: Stream) -> None:
+        while True:
+            for lease_id in self.schedule.due(trio.current_time()):
+                await stream.send(cv.lease_keep_alive_request(lease_id))
+            changed = self._changed
+            with trio.move_on_at(self.schedule.next_wakeup()):
+                await changed.wait()
