@@ -16,6 +16,10 @@ from ._keys import (
 )
 from ._mutex import (
     Mutex as Mutex,
+    QueueLock as QueueLock,
+)
+from ._rwmutex import (
+    RWMutex as RWMutex,
 )
 from ._session import (
     Session as Session,
@@ -79,7 +83,6 @@ from .client import (
     UnavailableError as UnavailableError,
     UnimplementedError as UnimplementedError,
     UnknownError as UnknownError,
-    list_and_watch as list_and_watch,
     open_client as open_client,
 )
 
@@ -124,6 +127,8 @@ __all__ = (
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "ProtocolError",
+    "QueueLock",
+    "RWMutex",
     "RecipeError",
     "RequestTimedOutError",
     "RequestTooLargeError",
@@ -144,7 +149,6 @@ __all__ = (
     "UnknownError",
     "WaitStatistics",
     "__version__",
-    "list_and_watch",
     "open_client",
     "open_session",
 )

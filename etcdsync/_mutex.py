@@ -41,7 +41,7 @@ import math
 import weakref
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Final, final
+from typing import Final, Self, final
 
 import attrs
 import trio
@@ -60,7 +60,7 @@ from .client import (
     SortTarget,
 )
 
-__all__ = ["Mutex"]
+__all__ = ["Mutex", "QueueLock"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,36 +79,34 @@ def _local_turn(session: Session, key: bytes) -> trio.Semaphore:
     return turn
 
 
-@final
-class Mutex:
-    """A distributed mutual-exclusion lock named ``name``, held through ``session``.
+class QueueLock:
+    """A place in a create-revision-ordered queue of keys: the machinery of :class:`Mutex` and of
+    :class:`~etcdsync.RWMutex`'s read and write locks.
 
-    Example::
-
-        async with etcdsync.open_session(client, ttl=10) as session:
-            mutex = etcdsync.Mutex(session, "/locks/nightly-report")
-            async with mutex:          # waits for the lock; the body is cancelled if the session is lost
-                await client.put(b"/reports/x", data, guard=mutex.is_owner())
-
-    Args:
-        session: the session whose lease the lock key is attached to.
-        name: the lock's name (``bytes`` or ``str``); its queue lives under ``name + "/"``.
-        cleanup_timeout: bound on the shielded cleanup (deleting our key) after a cancelled acquire or
-            on release; defaults to the session's TTL, after which the key goes with the lease anyway.
+    The lock is held once no key under ``scan_prefix`` is older (by create revision) than ours.
+    Build one through :class:`Mutex` or :meth:`RWMutex.read`/:meth:`RWMutex.write`.
     """
 
-    def __init__(self, session: Session, name: bytes | str, *, cleanup_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        key: bytes,
+        scan_prefix: bytes,
+        local_turn: trio.Semaphore,
+        cleanup_timeout: float | None,
+    ) -> None:
         if not isinstance(session, Session):
-            raise TypeError(f"Mutex needs a Session, not {type(session).__name__}")
+            raise TypeError(f"{type(self).__name__} needs a Session, not {type(session).__name__}")
         if cleanup_timeout is not None and not cleanup_timeout > 0:
             raise ValueError("cleanup_timeout must be > 0")
         self._session = session
-        self._prefix = name_prefix(name)
-        self._key = participant_key(self._prefix, session.lease_id)
+        self._prefix = scan_prefix
+        self._key = key
         self._cleanup_timeout = cleanup_timeout
         self._revision = 0  # create revision of our key while held; 0 when not held
         self._busy = False  # acquiring or held
-        self._local = _local_turn(session, self._key)
+        self._local = local_turn
         self._holds_local = False
         self._scope_cm: AbstractContextManager[trio.CancelScope] | None = None
         self._stats = WaitStatistics()
@@ -165,7 +163,7 @@ class Mutex:
         state = (
             f"held (token {self._revision})" if self._revision else ("acquiring" if self._busy else "free")
         )
-        return f"<etcdsync.Mutex at {id(self):#x}, {self._key!r}, {state}>"
+        return f"<etcdsync.{type(self).__name__} at {id(self):#x}, {self._key!r}, {state}>"
 
     # ---------------------------------------------------------------------------------------------------
     # Acquire and release
@@ -200,7 +198,7 @@ class Mutex:
             assert isinstance(mine, RangeResponse)
             my_rev = mine.kvs[0].create_revision
         assert isinstance(first, RangeResponse)
-        at_head = not first.kvs or first.kvs[0].create_revision == my_rev
+        at_head = not first.kvs or first.kvs[0].create_revision >= my_rev
         return my_rev, at_head
 
     async def acquire(self) -> None:
@@ -320,7 +318,7 @@ class Mutex:
     # ---------------------------------------------------------------------------------------------------
     # async with
 
-    async def __aenter__(self) -> Mutex:
+    async def __aenter__(self) -> Self:
         """Acquire (a checkpoint); the body then runs in a scope cancelled when the session expires."""
         await self.acquire()
         cm = self._session.cancel_on_expiry()
@@ -356,3 +354,35 @@ class Mutex:
                 else SessionExpiredError(f"the lock {self._key!r} was lost while held")
             )
         return swallowed
+
+
+@final
+class Mutex(QueueLock):
+    """A distributed mutual-exclusion lock named ``name``, held through ``session``.
+
+    Example::
+
+        async with etcdsync.open_session(client, ttl=10) as session:
+            mutex = etcdsync.Mutex(session, "/locks/nightly-report")
+            async with mutex:          # waits for the lock; the body is cancelled if the session is lost
+                await client.put(b"/reports/x", data, guard=mutex.is_owner())
+
+    Args:
+        session: the session whose lease the lock key is attached to.
+        name: the lock's name (``bytes`` or ``str``); its queue lives under ``name + "/"``.
+        cleanup_timeout: bound on the shielded cleanup (deleting our key) after a cancelled acquire or
+            on release; defaults to the session's TTL, after which the key goes with the lease anyway.
+    """
+
+    def __init__(self, session: Session, name: bytes | str, *, cleanup_timeout: float | None = None) -> None:
+        if not isinstance(session, Session):
+            raise TypeError(f"Mutex needs a Session, not {type(session).__name__}")
+        prefix = name_prefix(name)
+        key = participant_key(prefix, session.lease_id)
+        super().__init__(
+            session,
+            key=key,
+            scan_prefix=prefix,
+            local_turn=_local_turn(session, key),
+            cleanup_timeout=cleanup_timeout,
+        )
