@@ -24,7 +24,7 @@ from typing import Protocol
 
 import attrs
 
-from .._errors import TransportError
+from .._errors import ConnectionFailedError
 
 __all__ = [
     "Channel",
@@ -64,7 +64,7 @@ class StatusError(Exception):
         return f"gRPC status {self.code}: {self.message}" if self.message else f"gRPC status {self.code}"
 
 
-class ConnectionLost(TransportError):
+class ConnectionLost(ConnectionFailedError):
     """The connection to ``endpoint`` could not be established, or broke before the call ended.
 
     Always raised ``from`` the underlying cause (an ``OSError``, a TLS error, a missed keepalive
@@ -77,11 +77,6 @@ class ConnectionLost(TransportError):
             process the stream -- so even a write can be sent again. True when the server may have
             received (and applied) it.
     """
-
-    def __init__(self, message: str, *, endpoint: str, request_sent: bool) -> None:
-        super().__init__(message)
-        self.endpoint = endpoint
-        self.request_sent = request_sent
 
 
 class ChannelState(enum.Enum):
