@@ -410,6 +410,9 @@ async def test_bad_endpoints(endpoint: str) -> None:
     [
         ("keepalive_interval", 0),
         ("keepalive_timeout", -1.0),
+        ("connect_timeout", 0),
+        ("max_receive_message_length", 0),
+        ("max_send_message_length", -1),
         ("receive_window", 1000),
         ("receive_window", 2**31),
     ],

@@ -66,6 +66,11 @@ _CONNECT_ERRORS: Final = (
 )
 
 
+def _describe(exc: BaseException) -> str:
+    # trio wraps TLS errors in a bare BrokenResourceError; the cause is the informative part.
+    return f"{exc!r} caused by {exc.__cause__!r}" if exc.__cause__ is not None else repr(exc)
+
+
 def _split_endpoint(endpoint: str) -> tuple[str, int]:
     host, sep, port = endpoint.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -127,6 +132,9 @@ class H2Channel:
         for name, value in (
             ("keepalive_interval", keepalive_interval),
             ("keepalive_timeout", keepalive_timeout),
+            ("connect_timeout", connect_timeout),
+            ("max_receive_message_length", max_receive_message_length),
+            ("max_send_message_length", max_send_message_length),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -242,7 +250,7 @@ class H2Channel:
         if self._attempt_scope is not None:
             self._attempt_scope.cancel()
         for connection in list(self._connections):
-            connection._shutdown("the channel was closed", trio.ClosedResourceError("the channel was closed"))
+            connection.close("the channel was closed")
 
     # -- calls ------------------------------------------------------------------------------------------
 
@@ -335,7 +343,7 @@ class H2Channel:
             await attempt.done.wait()
             if attempt.error is not None and not self._closed:
                 raise ConnectionLost(
-                    f"could not connect to {self.endpoint}: {attempt.error!r}",
+                    f"could not connect to {self.endpoint}: {_describe(attempt.error)}",
                     endpoint=self.endpoint,
                     request_sent=False,
                 ) from attempt.error
@@ -348,7 +356,7 @@ class H2Channel:
                 await self._open_connection()
         except _CONNECT_ERRORS as exc:
             attempt.error = exc
-            self._last_error = f"connect: {exc!r}"
+            self._last_error = f"connect: {_describe(exc)}"
             delay = self._backoff.next_delay()
             self._retry_at = trio.current_time() + delay
             self._state = ChannelState.TRANSIENT_FAILURE

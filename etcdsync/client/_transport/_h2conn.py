@@ -242,7 +242,7 @@ class Unusable(Exception):
 
 
 class Connection:
-    """One HTTP/2 connection. Create with :func:`establish_connection`, then ``nursery.start(conn.run)``."""
+    """One HTTP/2 connection: ``establish_connection`` gives its h2 side, then ``nursery.start(conn.run)``."""
 
     def __init__(
         self,
@@ -319,7 +319,8 @@ class Connection:
                     task_status.started()
                     await self._read_loop()
         finally:
-            self._shutdown("the channel was closed", trio.ClosedResourceError("the channel was closed"))
+            # Normally a no-op (the connection ended itself); else the channel's nursery was cancelled.
+            self.close("the channel was closed")
             await trio.aclose_forcefully(self._stream)
 
     async def _read_loop(self) -> None:
@@ -642,12 +643,13 @@ class Connection:
             self._shutdown(None, None)
 
     def _wake_senders(self) -> None:
-        for call in self._waiting_senders():
+        for call in list(self._window_waiters):
             assert call.window_event is not None
             call.window_event.set()
 
-    def _waiting_senders(self) -> list[Call]:
-        return list(self._window_waiters)
+    def close(self, message: str) -> None:
+        """Shut the connection down now; open calls fail with ``ConnectionLost(message)``."""
+        self._shutdown(message, trio.ClosedResourceError(message))
 
     def _lost(self, message: str, cause: BaseException) -> None:
         """The socket failed or closed; after a GOAWAY, that GOAWAY is the better explanation."""
