@@ -17,7 +17,7 @@ import trio
 def add_endpoint_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoints",
-        help="etcd endpoint(s), comma-separated; default: start a local etcd for this run and remove it after",
+        help="etcd endpoint(s), comma-separated; default: start a local etcd for this run, removed after",
     )
 
 
