@@ -6,7 +6,7 @@ import etcdsync
 
 project = "etcdsync"
 author = "etcdsync developers"
-copyright = "2026, etcdsync developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, etcdsync developers"
 release = etcdsync.__version__
 version = release
 
