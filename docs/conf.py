@@ -21,11 +21,16 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(trio|attrs|ssl|collections|typing|enum|os|pathlib)\..*"),
     (r"py:class", r"(bytes|str|int|float|bool|None|Exception|BaseException|type|object)"),
-    (r"py:class", r"(Sequence|Mapping|Iterable|AsyncIterator|Metadata|KeyValue|_E)"),
+    (r"py:class", r"(Sequence|Mapping|Iterable|AsyncIterator|Metadata|KeyValue|_E|OpResponse|AnyOp)"),
+    (r"py:class", r"(random|contextlib|abc|types)\..*"),
+    (r"py:class", r"(AbstractAsyncContextManager|AbstractContextManager|TracebackType|Self)"),
     (r"py:class", r"etcdsync\.client\._.*"),
+    (r"py:.*", r"etcdsync\._.*"),
 ]
 
 autodoc_member_order = "bysource"
+# Constructors of handles users must not build take private arguments: keep them out of the docs.
+autodoc_class_signature = "separated"
 autodoc_typehints = "description"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

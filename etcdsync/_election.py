@@ -90,7 +90,7 @@ class Election:
 
     @property
     def key(self) -> bytes:
-        """Our candidate key: ``name/<hex lease id>``."""
+        """Our candidate key, ``name/<hex lease id>``."""
         return self._key
 
     @property

@@ -116,7 +116,7 @@ class QueueLock:
 
     @property
     def key(self) -> bytes:
-        """Our key in the lock's queue: ``name/<hex lease id>``."""
+        """Our key in the lock's queue, ``name/<hex lease id>``."""
         return self._key
 
     @property
@@ -126,7 +126,7 @@ class QueueLock:
 
     @property
     def fencing_token(self) -> int:
-        """The create revision of our lock key: it grows with every new holder.
+        """The create revision of our lock key, which grows with every new holder.
 
         Raises:
             LockReleasedError: the lock is not held by this object.

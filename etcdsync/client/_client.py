@@ -120,7 +120,7 @@ def _ssl_context_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLC
 
 @final
 class Client:
-    """A connection to an etcd cluster. Open it with :func:`open_client`; it is closed when that exits.
+    """A connection to an etcd cluster. Open it with :func:`etcdsync.open_client`; it closes with it.
 
     Example::
 
@@ -639,7 +639,7 @@ class Client:
         filters: Sequence[WatchFilter] = (),
         progress_notify: bool = False,
     ) -> AbstractAsyncContextManager[Watch]:
-        """Watch a key or a range; see :mod:`etcdsync.client._watch` for the guarantees.
+        """Watch a key or a range; every event exactly once, in order, across reconnects.
 
         Example::
 
