@@ -69,16 +69,15 @@ async def run_tick(
 
 async def host(endpoints: str, me: str, ttl: int, work: float) -> None:
     async with etcdsync.open_client(endpoints) as client:
-        seen = 0
-        while True:
-            # Ticks come from the driver through etcd, so that every host sees the same schedule.
-            async with client.watch(TICK, start_revision=seen + 1) as events:
-                async for resp in events:
-                    seen = resp.header.revision
-                    for event in resp.events:
-                        tick = int(event.kv.value)
-                        async with etcdsync.open_session(client, ttl=ttl) as session:
-                            await run_tick(client, session, me, tick, work)
+        # Ticks come from the driver through etcd, so that every host sees the same schedule.
+        seen = (await client.range(TICK)).header.revision
+        async with client.watch(TICK, start_revision=seen + 1) as events:
+            print("ready", flush=True)
+            async for resp in events:
+                for event in resp.events:
+                    tick = int(event.kv.value)
+                    async with etcdsync.open_session(client, ttl=ttl) as session:
+                        await run_tick(client, session, me, tick, work)
 
 
 # --- the driver ------------------------------------------------------------------------------------------
@@ -90,6 +89,8 @@ async def drive(args: argparse.Namespace) -> int:
         lines_send, lines_receive = trio.open_memory_channel[tuple[str, str]](1000)
         running: dict[int, str] = {}
         ran = trio.Event()
+        ready: set[str] = set()
+        all_ready = trio.Event()
         async with trio.open_nursery() as nursery:
             hosts: dict[str, Host] = {}
             for i in range(1, args.hosts + 1):
@@ -102,12 +103,17 @@ async def drive(args: argparse.Namespace) -> int:
                 nonlocal ran
                 async for name, line in lines_receive:
                     print(f"[{name}] {line}", flush=True)
+                    if line == "ready":
+                        ready.add(name)
+                        if len(ready) == args.hosts:
+                            all_ready.set()
                     if line.startswith("running tick"):
                         running[int(line.split()[2])] = name
                         ran.set()
 
             nursery.start_soon(show)
-            await trio.sleep(0.5)  # let the hosts start watching
+            with trio.fail_after(60):
+                await all_ready.wait()  # every host watches the tick key before the first tick
             for tick in range(1, args.ticks + 1):
                 ran = trio.Event()
                 print(f"[driver] tick {tick}", flush=True)

@@ -31,19 +31,32 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exc
 
 
+def _flatten(exc: BaseException) -> list[BaseException]:
+    return list(_leaves(exc)) if isinstance(exc, BaseExceptionGroup) else [exc]
+
+
 def _pick(group: BaseExceptionGroup[BaseException], body_error: BaseException | None) -> BaseException:
-    """The one exception to raise instead of ``group``."""
+    """The one exception to raise instead of ``group``.
+
+    Leaves are compared by identity: trio may re-derive group objects when a cancel scope splits out
+    ``Cancelled``, but the leaf exceptions stay the same objects. A body that only ended because it
+    was cancelled (typically: because a background task failed) does not count as failing.
+    """
+    body_leaves = {id(e) for e in _flatten(body_error)} if body_error is not None else set()
+    body_failed = body_error is not None and not all(
+        isinstance(e, trio.Cancelled) for e in _flatten(body_error)
+    )
     leaves = list(_leaves(group))
-    if body_error is not None and all(e is body_error or isinstance(e, trio.Cancelled) for e in leaves):
-        return body_error
-    background = [e for e in leaves if e is not body_error and not isinstance(e, trio.Cancelled)]
+    background = [e for e in leaves if id(e) not in body_leaves and not isinstance(e, trio.Cancelled)]
     if not background:
+        if body_error is not None:
+            return body_error
         # Only cancellations: re-raise one, so the cancel scope it belongs to catches it.
         return leaves[0]
     for exc in background:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             return exc
-    if len(background) == 1 and isinstance(background[0], EtcdError) and body_error is None:
+    if len(background) == 1 and isinstance(background[0], EtcdError) and not body_failed:
         return background[0]
     error = EtcdInternalError(
         "unexpected errors in etcdsync's background tasks; please report a bug: "
