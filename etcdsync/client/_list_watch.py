@@ -11,11 +11,11 @@ The informer pattern (Kubernetes' list-then-watch) as one async iterator::
             else:                      # Resynced
                 ready()                # the local copy equals the store at item.revision again
 
-**Items.** The iterator yields ``Event | ListDone | Resynced`` (:data:`ListWatchItem`):
+**Items.** The iterator yields ``Event | ListDone | Resynced`` (``ListWatchItem``):
 
 1. one ``PUT`` :class:`~etcdsync.client.Event` per key under the prefix at one revision ``R`` (read
-   page by page with :meth:`Client.iter_range` pinned to ``R``), in key order;
-2. one :class:`ListDone` with ``revision=R``;
+   page by page with :meth:`~etcdsync.client.Client.iter_range` pinned to ``R``), in key order;
+2. one :class:`~etcdsync.client.ListDone` with ``revision=R``;
 3. the events of a watch from ``R + 1`` on, one :class:`~etcdsync.client.Event` at a time, exactly once
    and in revision order (see :mod:`etcdsync.client._watch`); progress notifications are not yielded.
 
@@ -24,7 +24,7 @@ outage or a long backpressure pause), the prefix is listed again at the current 
 the *difference* against what this iterator has told its consumer is yielded, in key order: a ``PUT``
 for every key that is new or whose ``mod_revision`` changed (``kv`` is its value at ``R2``), a
 ``DELETE`` for every key that vanished (``kv`` holds only the key and ``mod_revision=R2``: the real
-delete revision was compacted away). Then one :class:`Resynced` (``revision=R2``, with etcd's
+delete revision was compacted away). Then one :class:`~etcdsync.client.Resynced` (``revision=R2``, with etcd's
 ``compact_revision``), and the watch continues from ``R2 + 1``. Applying every item in order to a
 dict keeps it equal to the store; intermediate values that were compacted away are skipped, which is
 the only thing compaction takes from you. Diff events carry no ``prev_kv`` and are not in revision
@@ -85,13 +85,13 @@ class Resynced:
     compact_revision: int
 
 
-#: What :func:`list_and_watch` yields.
+#: What :func:`~etcdsync.client.list_and_watch` yields.
 ListWatchItem: TypeAlias = Event | ListDone | Resynced
 
 
 @final
 class ListAndWatch:
-    """The async iterator of :func:`list_and_watch`: ``Event | ListDone | Resynced`` items.
+    """The async iterator of :func:`~etcdsync.client.list_and_watch`: ``Event | ListDone | Resynced`` items.
 
     Example::
 
@@ -233,7 +233,7 @@ async def list_and_watch(
 
     Args:
         prefix: the key prefix (``b""``: every key).
-        max_buffer: the underlying watch's buffer (see :data:`~etcdsync.client._watch.DEFAULT_MAX_BUFFER`).
+        max_buffer: the underlying watch's buffer (default 64; see :mod:`etcdsync.client._watch`).
 
     Raises:
         CompactedError: (on entry) the listing revision kept being compacted while it was read.

@@ -1,7 +1,7 @@
 """Watches: ``async with client.watch(key) as events: async for response in events: ...``.
 
 Every watcher of a :class:`~etcdsync.client.Client` shares **one** etcd ``Watch`` stream per
-connection. A :class:`WatchHub` (one per client, started on the first watch as a background task in
+connection. A ``WatchHub`` (one per client, started on the first watch as a background task in
 the client's nursery) owns that stream: it feeds what the stream says into the pure multiplexer
 :class:`~etcdsync.client._sansio._watch.WatchMux` and carries out what the mux answers (send a
 create, a cancel or a progress request; put a response on a watcher's buffer; fail a watcher;
@@ -18,37 +18,40 @@ watcher's *next revision* (the last delivered event's ``mod_revision`` + 1) and 
 below it, so a replay delivers nothing twice. Fragmented responses (etcd splits responses larger than
 its request limit when asked; we always ask) are reassembled before delivery.
 
-**Start revision.** ``start_revision=r`` delivers history from revision ``r`` (it may be in the past;
-replayed from etcd's history). ``start_revision=0`` (the default) means "from when the watch is
-established on the server": the watch covers everything after the ``header.revision`` of etcd's
-``created`` answer. To know that it is established, call :meth:`Watch.request_progress` and wait for
-the empty response (bookmark) it brings.
+**Start revision.** ``start_revision=r`` delivers history from revision ``r`` (it may be in the
+past; replayed from etcd's history). ``start_revision=0`` (the default) means "from when the watch
+is established on the server": the watch covers everything after the ``header.revision`` of etcd's
+``created`` answer. To know that it is established, call
+:meth:`~etcdsync.client.Watch.request_progress` and wait for the empty response (bookmark) it
+brings.
 
 **Reconnecting.** The stream is opened with ``hasleader: true`` metadata, so a member that loses its
 raft leader ends it instead of silently serving nothing. When the stream or its connection breaks,
-the member has no leader, or etcd cancels watchers for a reason that indicts the member, the hub marks
-the endpoint failed in the client's endpoint picker, waits a jittered exponential backoff (50 ms
-doubling-ish up to 2 s, reset once a stream answers), and re-creates every watcher on the next
-healthy endpoint from its next revision. It retries for as long as there are watchers; bound the
-wait with a trio deadline around your loop if you need to.
+the member has no leader, or etcd cancels watchers for a reason that indicts the member, the hub
+marks the endpoint failed in the client's endpoint picker, waits a jittered exponential backoff
+(50 ms growing by 1.6 up to 2 s, ±20 % jitter; reset once a stream serves), and re-creates every watcher
+on the next healthy endpoint from its next revision. A rejected auth token ("invalid auth token",
+"revision of auth store is old") is renewed first and does not count against the endpoint. It
+retries for as long as there are watchers; bound the wait with a trio deadline around your loop if
+you need to.
 
 **Compaction.** If a watcher's next revision has been compacted away when it is (re)created — a
 fresh watch below the compaction revision, or a resume after an outage or a pause during which etcd
 compacted — its iterator first yields every response it had already buffered and then raises
-:class:`~etcdsync.CompactedError` with ``compact_revision`` set to etcd's compaction revision. The
+:class:`~etcdsync.client.CompactedError` with ``compact_revision`` set to etcd's compaction revision. The
 other watchers are not affected. Re-list and watch again from the new revision (or use
-:func:`~etcdsync.list_and_watch`, which does that for you).
+:func:`~etcdsync.client.list_and_watch`, which does that for you).
 
-**Backpressure.** Each watcher buffers at most ``max_buffer`` responses (:data:`DEFAULT_MAX_BUFFER`,
-64, unless you choose another). When its buffer is full the hub *pauses* it: the mux cancels its
-server-side watch and drops whatever still arrives for it — nothing more is buffered. Once the
-consumer has drained the buffer to half (32 of 64) the watcher is resumed: re-created from its next
-revision, and etcd replays what was missed from its history. A slow consumer therefore never grows
-client memory without bound and never stalls its siblings on the shared stream. (STYLE rule 24 says
-a slow consumer stops acknowledging its HTTP/2 DATA; on a *shared* stream that would stall every
-watcher, so this pause/resume design replaces it. The HTTP/2 window still bounds what is in flight.)
-A paused watcher whose history is compacted before it resumes raises ``CompactedError`` after
-draining its buffer, like any other resume.
+**Backpressure.** Each watcher buffers at most ``max_buffer`` responses, ``DEFAULT_MAX_BUFFER`` = 64
+by default (``list_and_watch`` takes ``max_buffer=``). When its buffer is full the hub *pauses* it:
+the mux cancels its server-side watch and drops whatever still arrives for it — nothing more is
+buffered. Once the consumer has drained the buffer to half (32 of 64) the watcher is resumed:
+re-created from its next revision, and etcd replays what was missed from its history. A slow consumer
+therefore never grows client memory without bound and never stalls its siblings on the shared
+stream. (STYLE rule 24 says a slow consumer stops acknowledging its HTTP/2 DATA; on a *shared*
+stream that would stall every watcher, so this pause/resume design replaces it. The HTTP/2 window
+still bounds what is in flight.) A paused watcher whose history is compacted before it resumes
+raises ``CompactedError`` after draining its buffer, like any other resume.
 
 **Cancellation.** Leaving the ``async with`` — normally, by an exception in the body, or by
 cancellation — removes the watcher at once and queues a ``WatchCancelRequest`` for its server-side
@@ -56,14 +59,14 @@ watch (sent by the hub right after; if no watcher is left, the hub closes the st
 it on the server too). Exceptions from the body propagate unwrapped; there is no nursery to leak an
 ``ExceptionGroup`` from.
 
-**Progress.** :meth:`Watch.request_progress` (sync: it only queues) asks etcd for a stream-wide
-progress notification; this watcher then receives one empty :class:`~etcdsync.WatchResponse` whose
-``header.revision`` is etcd's current revision. On etcd 3.4.23 that answer is *not* ordered with the
-events still queued for the watcher (etcd fixed that in 3.4.25/3.5.8), so the bookmark is a hint —
-"the watch is established and the store was at this revision" — and does not advance the watcher's
-next revision; events at or below it may still follow. ``progress_notify=True`` asks for etcd's own
-periodic per-watcher notifications (every 10 minutes by default), which *are* ordered and do advance
-it.
+**Progress.** :meth:`~etcdsync.client.Watch.request_progress` (sync: it only queues) asks etcd for a
+stream-wide progress notification; this watcher then receives one empty
+:class:`~etcdsync.client.WatchResponse` whose ``header.revision`` is etcd's current revision. On
+etcd 3.4.23 that answer is *not* ordered with the events still queued for the watcher (etcd fixed
+that in 3.4.25/3.5.8), so the bookmark is a hint — "the watch is established and the store was at
+this revision" — and does not advance the watcher's next revision; events at or below it may still
+follow. ``progress_notify=True`` asks for etcd's own periodic per-watcher notifications (every 10
+minutes by default), which *are* ordered and do advance it.
 """
 
 from __future__ import annotations
@@ -135,9 +138,13 @@ _PRIVATE: Final = object()
 class _StreamEnded(Exception):
     """Internal: why the current stream is over (never leaves this module)."""
 
-    def __init__(self, reason: str, *, failed: bool) -> None:
+    def __init__(
+        self, reason: str, *, idle: bool = False, blame: bool = True, reauthenticate: bool = False
+    ) -> None:
         super().__init__(reason)
-        self.failed = failed  # whether the endpoint is to blame (mark it failed, back off)
+        self.idle = idle  # closed on purpose (no watcher left): reopen at once when one comes
+        self.blame = blame  # the endpoint is to blame: mark it failed in the picker
+        self.reauthenticate = reauthenticate  # the token was rejected: get a new one first
 
 
 # What ends one stream and makes the hub open another one.
@@ -146,7 +153,7 @@ _STREAM_ERRORS: Final = (ConnectionLost, StatusError, trio.EndOfChannel, trio.Br
 
 @attrs.frozen(kw_only=True)
 class WatchStatistics:
-    """A snapshot of one watcher, from :meth:`Watch.statistics`.
+    """A snapshot of one watcher, from :meth:`~etcdsync.client.Watch.statistics`.
 
     Attributes:
         buffered: responses waiting in its buffer.
@@ -188,7 +195,7 @@ class WatchHubStatistics:
 
 @final
 class Watch:
-    """One watcher: an async iterator of :class:`~etcdsync.WatchResponse` from :meth:`Client.watch`.
+    """One watcher: an async iterator of :class:`~etcdsync.client.WatchResponse`, from ``client.watch()``.
 
     Example::
 
@@ -198,7 +205,7 @@ class Watch:
                     print(event.type.name, event.kv.key, event.kv.mod_revision)
 
     A response with no events is a progress notification (a bookmark). Iteration raises
-    :class:`~etcdsync.CompactedError` when the history it needs is compacted, after yielding what it
+    :class:`~etcdsync.client.CompactedError` when the history it needs is compacted, after yielding what it
     had buffered; :class:`trio.ClosedResourceError` once the client is closed.
     """
 
@@ -389,12 +396,15 @@ class WatchHub:
                 address = self._client._picker.order(trio.current_time())[0]
                 try:
                     await self._one_stream(address, backoff)
+                except trio.ClosedResourceError:
+                    return  # the client is closing its channels
                 except _StreamEnded as ended:
-                    if not ended.failed:
-                        continue  # no watcher left: the stream was closed on purpose
+                    if ended.idle:
+                        continue
                     logger.debug("watch stream to %s ended: %s", address, ended)
                     self._last_failure = f"{address}: {ended}"
-                    self._client._picker.failed(address, trio.current_time())
+                    if ended.blame:
+                        self._client._picker.failed(address, trio.current_time())
                     await trio.sleep(backoff.next_delay())
         finally:
             # The client is closing (or a bug escaped): no consumer may wait forever.
@@ -405,70 +415,81 @@ class WatchHub:
     async def _one_stream(self, address: str, backoff: Backoff) -> None:
         """Run one Watch stream on ``address`` until it ends; always raises :class:`_StreamEnded`."""
         client = self._client
+        # What ended the stream, first come first served: a _StreamEnded or one of _STREAM_ERRORS. The
+        # two loops record it and cancel each other instead of raising, so no ExceptionGroup forms.
+        ended: list[BaseException] = []
+        if client._credentials is not None and client._token is None:
+            await self._reauthenticate(None)
+        token = client._token  # the one this stream sends: the stale one if the server rejects it
         try:
-            if client._credentials is not None and client._token is None:
-                await self._reauthenticate(None)
-            token = client._token
             channel = await client._channel(address)
             async with channel.stream(rpc.WATCH.path, metadata=client._metadata()) as stream:
                 self._streams_opened += 1
                 self._endpoint = address
                 self._apply(self._mux.on_stream_up(progress_all_ordered=False))
-                ended: list[_StreamEnded] = []
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._send_loop, stream, ended, nursery.cancel_scope)
                     try:
                         await self._receive_loop(stream, address, backoff)
-                    except _STREAM_ERRORS as exc:
-                        ended.append(await self._stream_error(exc, token))
-                    except _StreamEnded as exc:
+                    except (*_STREAM_ERRORS, _StreamEnded) as exc:
                         ended.append(exc)
                     nursery.cancel_scope.cancel()
-                raise ended[0]
         except _STREAM_ERRORS as exc:
-            raise await self._stream_error(exc, client._token) from exc
+            ended.append(exc)
         finally:
             # Atomically (no checkpoint in between): every watch id is void, queued requests with it.
             self._mux.on_stream_down()
             self._outgoing.clear()
             self._endpoint = None
+        first = ended[0]
+        if not isinstance(first, _StreamEnded):
+            first = self._stream_error(first)
+        if first.reauthenticate and client._credentials is not None:
+            await self._reauthenticate(token)
+        raise first
 
-    async def _stream_error(self, exc: BaseException, token: str | None) -> _StreamEnded:
-        """Classify what ended a stream; re-authenticate if the token was rejected."""
+    def _stream_error(self, exc: BaseException) -> _StreamEnded:
+        """Classify what ended a stream."""
         if isinstance(exc, StatusError):
             err = error_from_status(exc.code, exc.message, exc.trailers)
-            if isinstance(err, InvalidAuthTokenError) and self._client._credentials is not None:
-                await self._reauthenticate(token)
-            return _StreamEnded(f"{type(err).__name__}: {err}", failed=True)
-        return _StreamEnded(f"{type(exc).__name__}: {exc}", failed=True)
+            ended = _StreamEnded(f"{type(err).__name__}: {err}")
+            if isinstance(err, InvalidAuthTokenError):
+                ended.blame, ended.reauthenticate = False, True
+        else:
+            ended = _StreamEnded(f"{type(exc).__name__}: {exc}")
+        ended.__cause__ = exc
+        return ended
 
     async def _reauthenticate(self, stale_token: str | None) -> None:
         """Get a fresh token. If the server refuses the credentials, every watcher fails with that error."""
         try:
             await self._client._authenticate(stale_token)
         except (TransportError, UnavailableError) as exc:
-            raise _StreamEnded(f"could not authenticate: {exc}", failed=True) from exc
+            raise _StreamEnded(f"could not authenticate: {exc}") from exc
         except RpcError as exc:
             # Wrong credentials will not get better by retrying: tell every consumer.
             for watcher, watch in list(self._watches.items()):
                 del self._watches[watcher]
                 self._mux.remove(watcher)
                 watch._fail(copy.copy(exc))
-            raise _StreamEnded(f"authentication failed: {exc}", failed=True) from exc
+            raise _StreamEnded(f"authentication failed: {exc}", blame=False) from exc
 
     async def _receive_loop(self, stream: Stream, address: str, backoff: Backoff) -> None:
-        answered = False
+        healthy = False
         while True:
             data = await stream.receive()
-            if not answered:
-                answered = True
-                backoff.reset()
-                self._client._picker.succeeded(address)
             reason = self._apply(self._mux.on_response(cv.watch_response(data)))
             if reason is not None:
-                raise _StreamEnded(f"etcd cancelled a watch: {reason}", failed=True)
+                # The token ones are the client's fault, not the member's (see _RECONNECT_REASONS).
+                auth = "auth" in reason
+                raise _StreamEnded(f"etcd cancelled a watch: {reason}", blame=not auth, reauthenticate=auth)
+            if not healthy:
+                # The member serves this stream: the next failure starts its backoff from scratch.
+                healthy = True
+                backoff.reset()
+                self._client._picker.succeeded(address)
 
-    async def _send_loop(self, stream: Stream, ended: list[_StreamEnded], scope: trio.CancelScope) -> None:
+    async def _send_loop(self, stream: Stream, ended: list[BaseException], scope: trio.CancelScope) -> None:
         try:
             while True:
                 while self._outgoing:
@@ -478,12 +499,12 @@ class WatchHub:
                 if not self._watches:
                     # Nothing left to watch (and every cancel sent): close the stream. Checked with
                     # no checkpoint since the queue was seen empty, so no create can be lost.
-                    ended.append(_StreamEnded("no watcher left", failed=False))
+                    ended.append(_StreamEnded("no watcher left", idle=True))
                     scope.cancel()
                     return
                 await self._changed.wait()
         except _STREAM_ERRORS as exc:
-            ended.append(_StreamEnded(f"{type(exc).__name__}: {exc}", failed=True))
+            ended.append(exc)
             scope.cancel()
 
 
@@ -508,15 +529,15 @@ async def open_watch(
 ) -> AsyncIterator[Watch]:
     """Watch ``key`` (or ``[key, range_end)``, or every key starting with ``key`` when ``prefix``).
 
-    The body gets a :class:`Watch`; see the module docstring for the guarantees. Entering is a
-    checkpoint; exiting is not (it only queues the server-side cancel, so it also runs when the body
-    was cancelled).
+    The body gets a :class:`~etcdsync.client.Watch`; see the module docstring for the guarantees.
+    Entering is a checkpoint; exiting is not (it only queues the server-side cancel, so it also runs
+    when the body was cancelled).
 
     Args:
         start_revision: the first revision to deliver (0: from when the watch is established).
         prev_kv: events carry the key's previous value.
-        filters: event types the server leaves out (:attr:`WatchFilter.NOPUT`,
-            :attr:`WatchFilter.NODELETE`).
+        filters: event types the server leaves out (:attr:`~etcdsync.client.WatchFilter.NOPUT`,
+            :attr:`~etcdsync.client.WatchFilter.NODELETE`).
         progress_notify: etcd sends periodic empty responses while nothing changes.
         max_buffer: responses buffered before backpressure pauses the watch.
 

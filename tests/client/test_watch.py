@@ -6,6 +6,7 @@ Fault tolerance (reconnects, member failures, connection drops) and the long his
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 
@@ -228,6 +229,13 @@ async def test_all_watchers_share_one_stream(client: etcdsync.Client, etcd_prefi
         assert client.statistics().open_streams == 1
 
 
+async def test_entering_is_a_checkpoint(client: etcdsync.Client, etcd_prefix: bytes) -> None:
+    async with AsyncExitStack() as stack:
+        with trio.testing.assert_checkpoints():
+            await stack.enter_async_context(client.watch(etcd_prefix, prefix=True))
+        await trio.lowlevel.checkpoint()
+
+
 async def test_bad_arguments(client: etcdsync.Client) -> None:
     with pytest.raises(ValueError, match=r"^start_revision must be >= 0$"):
         async with client.watch(b"k", start_revision=-1):
@@ -269,6 +277,37 @@ async def test_watch_after_client_closed_and_watch_ended_by_close(etcd_endpoint:
             await trio.testing.wait_all_tasks_blocked()
         await ended.wait()
         await opening.__aexit__(None, None, None)
+
+
+async def test_a_rejected_token_is_renewed_and_every_watcher_recreated() -> None:
+    etcdctl = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+    async with etcd_server(unsafe_no_fsync=True) as server:
+
+        async def ctl(*args: str) -> None:
+            await trio.run_process([etcdctl, f"--endpoints={server.endpoint}", *args], capture_stdout=True)
+
+        await ctl("user", "add", "root:pw")
+        await ctl("user", "grant-role", "root", "root")
+        await ctl("auth", "enable")
+        async with (
+            etcdsync.open_client(server.endpoint, username="root", password="pw") as client,
+            client.watch(b"/a") as first,
+        ):
+            await establish(first)
+            # Re-enabling auth invalidates every simple token, ours included.
+            await ctl("--user=root:pw", "auth", "disable")
+            await ctl("auth", "enable")
+            async with client.watch(b"/b") as second:
+                # Its create is refused ("invalid auth token"); the hub gets a new token, reconnects
+                # and re-creates both watchers.
+                await establish(second)
+                hub = client._watch_hub
+                assert hub is not None and hub.statistics().streams_opened == 2
+                assert "invalid auth token" in (hub.statistics().last_failure or "")
+                a = await client.put(b"/a", b"1")
+                b = await client.put(b"/b", b"2")
+                assert [e.kv.mod_revision for e in await events_until(first, 1)] == [a.header.revision]
+                assert [e.kv.mod_revision for e in await events_until(second, 1)] == [b.header.revision]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -429,8 +468,8 @@ async def test_fresh_watcher_below_the_compaction_raises_compacted(own_server: s
                 with pytest.raises(CompactedError) as info:
                     await next_response(watch)
                 assert info.value.compact_revision == last.header.revision
-                with pytest.raises(CompactedError):  # it stays failed
-                    await next_response(watch)
+                with pytest.raises(CompactedError), trio.testing.assert_checkpoints():
+                    await next_response(watch)  # it stays failed, and raising is a checkpoint too
             # The sibling is unaffected.
             put = await client.put(b"/other", b"x")
             [event] = await events_until(sibling, 1)
