@@ -7,6 +7,12 @@ The client core lives in :mod:`etcdsync.client`; this package re-exports what mo
 
 from __future__ import annotations
 
+from ._barrier import (
+    Barrier as Barrier,
+)
+from ._double_barrier import (
+    DoubleBarrier as DoubleBarrier,
+)
 from ._election import (
     Election as Election,
     LeaderStream as LeaderStream,
@@ -25,6 +31,10 @@ from ._queue import (
 )
 from ._rwmutex import (
     RWMutex as RWMutex,
+)
+from ._semaphore import (
+    Semaphore as Semaphore,
+    SemaphoreLimitMismatchError as SemaphoreLimitMismatchError,
 )
 from ._session import (
     Session as Session,
@@ -111,6 +121,7 @@ from .client import (
     UnknownError as UnknownError,
     UserExistsError as UserExistsError,
     UserNotFoundError as UserNotFoundError,
+    list_and_watch as list_and_watch,
     open_client as open_client,
 )
 
@@ -121,6 +132,7 @@ __all__ = (
     "AuthSetupError",
     "AuthenticationError",
     "BadLeaderTransfereeError",
+    "Barrier",
     "CancelledRpcError",
     "Client",
     "CompactedError",
@@ -129,6 +141,7 @@ __all__ = (
     "CorruptClusterError",
     "DataLossError",
     "DeadlineExceededError",
+    "DoubleBarrier",
     "Election",
     "EtcdError",
     "EtcdInternalError",
@@ -181,6 +194,8 @@ __all__ = (
     "RpcError",
     "STM",
     "STMConflictError",
+    "Semaphore",
+    "SemaphoreLimitMismatchError",
     "Session",
     "SessionExpiredError",
     "SessionStatistics",
@@ -200,6 +215,7 @@ __all__ = (
     "UserNotFoundError",
     "WaitStatistics",
     "__version__",
+    "list_and_watch",
     "open_client",
     "open_session",
     "run_stm",

@@ -1,15 +1,20 @@
-"""Key layout and the herd-free wait shared by Mutex, RWMutex, Election and Semaphore.
+"""Key layout and the herd-free wait shared by Mutex, RWMutex, Election, Semaphore and DoubleBarrier.
 
 Layout (etcd's Go ``concurrency`` package, so ``etcdctl lock``/``elect`` interoperate): a recipe
 named ``NAME`` keeps its queue under ``NAME + "/"``; each participant's key is
 ``NAME + "/" + lowercase hex of its session's lease ID`` (Go's ``%x``). Queue order is the keys'
-create revisions.
+create revisions. Recipes where one session may take part several times at once (Semaphore,
+DoubleBarrier) give the session's first concurrent participant that key and the others
+``<hex lease>-1``, ``-2``, ... (:func:`claim_index`): names stay deterministic, so a retried create
+finds its key instead of making a second one.
 
 The wait (:func:`wait_for_predecessors`) is etcd's ``waitDeletes`` with the fixes its known bugs need
 (``shared/notes/etcd-reference.md`` §1.2-1.3):
 
 - it waits on the *nearest* older key only (the greatest create revision below ours), so one release
-  wakes exactly one waiter — no thundering herd;
+  wakes exactly one waiter — no thundering herd; with ``window=N`` (Semaphore) it waits until fewer
+  than N keys are older and watches exactly the N newest older keys, so a release wakes at most N
+  waiters (``shared/notes/etcd-reference.md`` §2.7);
 - after every wake it re-queries, so a predecessor that gave up while an older holder remains does not
   hand us the lock (``TestMutexWaitsOnCurrentHolder``);
 - it also watches our own key and the session: losing either ends the wait with
@@ -22,7 +27,10 @@ The wait (:func:`wait_for_predecessors`) is etcd's ``waitDeletes`` with the fixe
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 import attrs
 import trio
@@ -30,6 +38,7 @@ import trio
 from ._session import Session
 from .client import (
     CompactedError,
+    Compare,
     EtcdError,
     EventType,
     KeyValue,
@@ -41,13 +50,25 @@ from .client import (
     SortTarget,
 )
 
-__all__ = ["WaitStatistics", "name_prefix", "participant_key", "wait_for_predecessors"]
+__all__ = [
+    "WaitStatistics",
+    "claim_index",
+    "name_prefix",
+    "participant_key",
+    "recipe_name",
+    "release_index",
+    "remove_own_key",
+    "wait_for_deletion",
+    "wait_for_predecessors",
+]
+
+logger = logging.getLogger(__name__)
 
 
-def name_prefix(name: bytes | str) -> bytes:
-    """``name`` as bytes with the ``/`` that etcd's Go recipes always append.
+def recipe_name(name: bytes | str) -> bytes:
+    """``name`` as bytes: the one place where the recipes accept ``str`` (UTF-8 encoded).
 
-    ``str`` is UTF-8 encoded; an empty name or anything but ``bytes``/``str`` is a caller mistake.
+    An empty name or anything but ``bytes``/``str`` is a caller mistake.
     """
     if isinstance(name, str):
         raw = name.encode("utf-8")
@@ -57,12 +78,75 @@ def name_prefix(name: bytes | str) -> bytes:
         raise TypeError(f"a recipe name must be bytes or str, not {type(name).__name__}")
     if not raw:
         raise ValueError("a recipe name must not be empty")
-    return raw + b"/"
+    return raw
 
 
-def participant_key(prefix: bytes, lease_id: int) -> bytes:
-    """The key of the participant holding ``lease_id`` under ``prefix`` (Go's ``fmt.Sprintf("%s%x")``)."""
-    return prefix + format(lease_id, "x").encode("ascii")
+def name_prefix(name: bytes | str) -> bytes:
+    """``name`` as bytes with the ``/`` that etcd's Go recipes always append (see :func:`recipe_name`)."""
+    return recipe_name(name) + b"/"
+
+
+def participant_key(prefix: bytes, lease_id: int, index: int = 0) -> bytes:
+    """The key of the participant holding ``lease_id`` under ``prefix`` (Go's ``fmt.Sprintf("%s%x")``).
+
+    ``index`` > 0 names the session's further concurrent participants: ``<hex lease>-<index>``.
+    """
+    key = prefix + format(lease_id, "x").encode("ascii")
+    return key + b"-%d" % index if index else key
+
+
+#: Indices in use per (session, prefix) by objects of this process (see :func:`claim_index`).
+_CLAIMED: Final[weakref.WeakKeyDictionary[Session, dict[bytes, set[int]]]] = weakref.WeakKeyDictionary()
+
+
+def claim_index(session: Session, prefix: bytes) -> int:
+    """Claim the lowest participant index under ``prefix`` that no other object of ``session`` uses.
+
+    So each concurrent participant of one session gets its own key, and the names are deterministic:
+    the session's first participant is always ``<hex lease>``. Give it back with :func:`release_index`.
+    """
+    used = _CLAIMED.setdefault(session, {}).setdefault(prefix, set())
+    index = 0
+    while index in used:
+        index += 1
+    used.add(index)
+    return index
+
+
+def release_index(session: Session, prefix: bytes, index: int) -> None:
+    """Give back an index claimed with :func:`claim_index`."""
+    per_session = _CLAIMED.get(session, {})
+    used = per_session.get(prefix)
+    if used is not None:
+        used.discard(index)
+        if not used:
+            del per_session[prefix]
+
+
+async def remove_own_key(session: Session, key: bytes, my_rev: int, bound: float, *, what: str) -> bool:
+    """Delete our participant ``key`` if it is still ours; shielded from cancellation, bounded by ``bound``.
+
+    Fenced on its create revision ``my_rev`` (never a newer incarnation of the same name, etcd
+    #22082), or on our lease when the creating transaction's outcome is unknown (``my_rev == 0``:
+    cancelled mid-flight). Failures are logged, not raised: the key goes with the lease anyway, and
+    this runs in cleanup paths that must not hide the exception being handled. Returns whether the
+    delete happened.
+    """
+    if my_rev:
+        fence = Compare.create_revision(key) == my_rev
+    else:
+        fence = Compare.lease(key) == session.lease_id
+    with trio.move_on_after(bound, shield=True):
+        try:
+            resp = await session.client.txn(compare=[fence], success=[Op.delete(key)])
+        except EtcdError as exc:
+            logger.warning(
+                "could not remove %s key %r (%r); it goes with the session's lease", what, key, exc
+            )
+            return False
+        return resp.succeeded
+    logger.warning("removing %s key %r took over %.1f s; it goes with the session's lease", what, key, bound)
+    return False
 
 
 @attrs.define
@@ -139,9 +223,9 @@ async def _session_expired(session: Session) -> EtcdError | None:
 
 
 async def _query(
-    session: Session, prefix: bytes, my_key: bytes, my_rev: int
-) -> tuple[ResponseHeader, KeyValue | None]:
-    """In one transaction: the nearest older participant, and a check that our key is still ours."""
+    session: Session, prefix: bytes, my_key: bytes, my_rev: int, window: int
+) -> tuple[ResponseHeader, tuple[KeyValue, ...]]:
+    """In one transaction: the ``window`` nearest older participants, and a check that our key is ours."""
     resp = await session.client.txn(
         success=[
             Op.get(
@@ -150,7 +234,7 @@ async def _query(
                 sort_target=SortTarget.CREATE,
                 sort_order=SortOrder.DESCEND,
                 max_create_revision=my_rev - 1,
-                limit=1,
+                limit=window,
                 keys_only=True,
             ),
             Op.get(my_key, keys_only=True),
@@ -167,13 +251,42 @@ async def _query(
                 f"our queue key {my_key!r} is gone (its lease expired or it was deleted)"
             )
         )
-    return resp.header, older.kvs[0] if older.kvs else None
+    return resp.header, older.kvs
+
+
+async def wait_for_deletion(
+    session: Session, keys: Sequence[bytes], my_key: bytes | None, start: int, stats: WaitStatistics
+) -> BaseException | None:
+    """Wait until any of ``keys`` is deleted at a revision >= ``start``, or compaction hides whether it
+    was (``None``: re-query), or our own ``my_key`` (unless ``None``) is deleted or the session
+    expires (the error to raise).
+
+    All watches share the client's one watch stream; they end when this returns. A checkpoint.
+    """
+    own = () if my_key is None else (functools.partial(_own_key_deleted, session, my_key, start),)
+    return await _race(
+        *(functools.partial(_until_deleted, session, key, start, stats) for key in keys),
+        *own,
+        functools.partial(_session_expired, session),
+    )
 
 
 async def wait_for_predecessors(
-    session: Session, prefix: bytes, my_key: bytes, my_rev: int, stats: WaitStatistics
+    session: Session,
+    prefix: bytes,
+    my_key: bytes,
+    my_rev: int,
+    stats: WaitStatistics,
+    *,
+    window: int = 1,
 ) -> ResponseHeader:
-    """Wait until no participant under ``prefix`` is older than ``my_rev``; return the confirming header.
+    """Wait until fewer than ``window`` participants under ``prefix`` are older than ``my_rev``; return
+    the confirming header.
+
+    With ``window=1`` (Mutex, Election) that is "no older participant", watching only the nearest.
+    With ``window=N`` (Semaphore) it watches the N newest older keys: only their deletion can change
+    the answer, since deleting an older key outside them leaves N older keys, and newer keys never
+    count (``shared/notes/etcd-reference.md`` §2.7).
 
     Raises:
         SessionExpiredError: the session expired, or our key vanished, while waiting.
@@ -182,14 +295,11 @@ async def wait_for_predecessors(
         if session.expired:
             raise session.expired_error()
         stats.queries += 1
-        header, predecessor = await _query(session, prefix, my_key, my_rev)
-        if predecessor is None:
+        header, older = await _query(session, prefix, my_key, my_rev, window)
+        if len(older) < window:
             return header
-        start = header.revision + 1
-        result = await _race(
-            functools.partial(_until_deleted, session, predecessor.key, start, stats),
-            functools.partial(_own_key_deleted, session, my_key, start),
-            functools.partial(_session_expired, session),
+        result = await wait_for_deletion(
+            session, [kv.key for kv in older], my_key, header.revision + 1, stats
         )
         if result is not None:
             raise result

@@ -9,6 +9,12 @@ Commands (each prints one JSON object per line on stdout, flushed):
   ``{"held": key, "token": t}``, then hold it until killed.
 - ``lead ENDPOINT NAME VALUE TTL``: campaign in the Election NAME, print ``{"leader": key, "rev": r}``,
   then lead until killed.
+- ``semaphore ENDPOINT NAME LIMIT RECORDS TASKS ROUNDS``: TASKS tasks, each with its own session, each
+  taking a permit of the Semaphore NAME ROUNDS times; inside, it writes ``RECORDS<token>`` and then
+  deletes it, both guarded by ``is_owner()``, and prints ``{"token": t, "start": r1, "end": r2}`` (the
+  two writes' revisions).
+- ``dbarrier ENDPOINT NAME COUNT TTL``: enter the DoubleBarrier NAME (COUNT participants) with a session
+  of TTL seconds, print ``{"entered": key, "round": r, "lease": l}``, then stay in the round until killed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import sys
 import trio
 
 import etcdsync
+from etcdsync._double_barrier import DoubleBarrier
+from etcdsync._semaphore import Semaphore
 
 
 def emit(**fields: object) -> None:
@@ -60,6 +68,40 @@ async def lead(endpoint: str, name: str, value: str, ttl: int) -> None:
             await trio.sleep_forever()
 
 
+async def semaphore_section(client: etcdsync.Client, sem: Semaphore, records: bytes) -> dict[str, int]:
+    """One critical section: a guarded record put at its start and deleted at its end."""
+    record = records + b"%d" % sem.fencing_token
+    start = await client.put(record, b"in", guard=sem.is_owner())
+    await trio.sleep(0.001)  # let the other holders run in between
+    end = await client.delete(record, guard=sem.is_owner())
+    return {"token": sem.fencing_token, "start": start.header.revision, "end": end.header.revision}
+
+
+async def semaphore(endpoint: str, name: str, limit: int, records: str, tasks: int, rounds: int) -> None:
+    async with etcdsync.open_client(endpoint) as client:
+
+        async def worker() -> None:
+            async with etcdsync.open_session(client, ttl=10) as session:
+                sem = Semaphore(session, name, limit)
+                for _ in range(rounds):
+                    async with sem:
+                        emit(**await semaphore_section(client, sem, records.encode()))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(tasks):
+                nursery.start_soon(worker)
+
+
+async def dbarrier(endpoint: str, name: str, count: int, ttl: int) -> None:
+    async with (
+        etcdsync.open_client(endpoint) as client,
+        etcdsync.open_session(client, ttl=ttl) as session,
+        DoubleBarrier(session, name, count) as dbar,
+    ):
+        emit(entered=dbar.key.decode(), round=dbar.round, lease=session.lease_id)
+        await trio.sleep_forever()
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "counter":
@@ -71,6 +113,12 @@ def main(argv: list[str]) -> None:
     elif command == "lead":
         endpoint, name, value, ttl = args
         trio.run(lead, endpoint, name, value, int(ttl))
+    elif command == "semaphore":
+        endpoint, name, limit, records, tasks, rounds = args
+        trio.run(semaphore, endpoint, name, int(limit), records, int(tasks), int(rounds))
+    elif command == "dbarrier":
+        endpoint, name, count, ttl = args
+        trio.run(dbarrier, endpoint, name, int(count), int(ttl))
     else:
         raise SystemExit(f"unknown command {command!r}")
 
