@@ -188,7 +188,7 @@ class Election:
         with trio.move_on_after(self._bound(), shield=True):
             try:
                 resp = await self._session.client.txn(compare=[fence], success=[Op.delete(self._key)])
-            except EtcdError as exc:
+            except (EtcdError, trio.ClosedResourceError) as exc:
                 logger.warning(
                     "could not remove candidate key %r (%r); it goes with the lease", self._key, exc
                 )
@@ -266,7 +266,7 @@ class Election:
                             success=[Op.delete(self._key)],
                         )
                         lost_key = not resp.succeeded
-                    except EtcdError as exc:
+                    except (EtcdError, trio.ClosedResourceError) as exc:
                         logger.warning(
                             "resigning %r failed (%r); the key goes with the lease", self._key, exc
                         )
@@ -294,7 +294,7 @@ class Election:
             try:
                 async with send:
                     await _observe(self, send)
-            except EtcdError as exc:
+            except (EtcdError, trio.ClosedResourceError) as exc:
                 stream.error = exc
 
         async with open_owned_nursery() as nursery:
@@ -308,7 +308,7 @@ class LeaderStream:
 
     def __init__(self, receive: trio.MemoryReceiveChannel[KeyValue | None]) -> None:
         self._receive = receive
-        self.error: EtcdError | None = None
+        self.error: EtcdError | trio.ClosedResourceError | None = None
 
     def __aiter__(self) -> LeaderStream:
         return self

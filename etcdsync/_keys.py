@@ -139,7 +139,7 @@ async def remove_own_key(session: Session, key: bytes, my_rev: int, bound: float
     with trio.move_on_after(bound, shield=True):
         try:
             resp = await session.client.txn(compare=[fence], success=[Op.delete(key)])
-        except EtcdError as exc:
+        except (EtcdError, trio.ClosedResourceError) as exc:
             logger.warning(
                 "could not remove %s key %r (%r); it goes with the session's lease", what, key, exc
             )

@@ -267,7 +267,7 @@ class QueueLock:
         with trio.move_on_after(bound if math.isfinite(bound) else math.inf, shield=True) as scope:
             try:
                 resp = await client.txn(compare=[fence], success=[Op.delete(self._key)])
-            except EtcdError as exc:
+            except (EtcdError, trio.ClosedResourceError) as exc:
                 logger.warning(
                     "could not remove lock key %r (%r); it goes with the session's lease", self._key, exc
                 )

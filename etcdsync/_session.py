@@ -185,7 +185,7 @@ async def _revoke(client: Client, lease_id: int, bound: float) -> None:
             await client.lease_revoke(lease_id)
         except LeaseNotFoundError:
             pass  # already expired or revoked: what the revoke is for holds
-        except EtcdError as exc:
+        except (EtcdError, trio.ClosedResourceError) as exc:
             # Not silent: the lease expires by itself within its TTL, the same outcome later, and
             # raising here would hide the body's own exception.
             logger.warning(

@@ -63,7 +63,8 @@ def test_layering(path: Path) -> None:
         private = [
             n
             for n in imported("etcdsync.client")
-            if any(p.startswith("_") for p in n.split(".")[2:3]) and not n.startswith("etcdsync.client._nursery")
+            if any(p.startswith("_") for p in n.split(".")[2:3])
+            and not n.startswith("etcdsync.client._nursery")
         ]
         assert not private, f"{_rel(path)} imports private client modules {private}"
     if rel[0] == "testing":

@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import attrs
 import trio
 
+from ._admin import AdminMixin
 from ._convert import _cluster as cv_cluster, _kv as cv, _methods as rpc
 from ._errors import (
     EtcdError,
@@ -44,7 +45,7 @@ from ._lease_keeper import LeaseKeepAlive, LeaseKeeper
 from ._nursery import open_owned_nursery
 from ._sansio._backoff import Backoff
 from ._sansio._endpoints import Endpoint, EndpointPicker, parse_endpoints
-from ._transport import Channel, ConnectionLost, StatusError, open_h2_channel
+from ._transport import Channel, ChannelOpener, ConnectionLost, StatusError, channel_opener
 from ._txn import (
     AnyOp,
     Compare,
@@ -85,7 +86,7 @@ DEFAULT_MAX_TXN_OPS: Final = 128
 MAX_LEASE_TTL: Final = 9_000_000_000
 
 _HASLEADER: Final = ("hasleader", "true")
-_TRANSPORTS: Final = ("h2",)
+_TRANSPORTS: Final = ("h2", "grpcio")
 _PRIVATE = object()
 
 
@@ -119,7 +120,7 @@ def _ssl_context_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLC
 
 
 @final
-class Client:
+class Client(AdminMixin):
     """A connection to an etcd cluster. Open it with :func:`etcdsync.open_client`; it closes with it.
 
     Example::
@@ -140,6 +141,7 @@ class Client:
         nursery: trio.Nursery,
         endpoints: tuple[Endpoint, ...],
         tls: ssl.SSLContext | None,
+        open_channel: ChannelOpener,
         username: str | None,
         password: str | None,
         max_request_bytes: int,
@@ -152,6 +154,7 @@ class Client:
         self._nursery = nursery
         self._endpoints = {e.address: e for e in endpoints}
         self._tls = tls
+        self._open_channel = open_channel
         self._credentials = (username, password) if username is not None and password is not None else None
         self._token: str | None = None
         self._auth_lock = trio.Lock()
@@ -163,6 +166,7 @@ class Client:
         self._max_rounds = max_rounds
         self._rng = rng
         self._closed = False
+        self._service_scopes: set[trio.CancelScope] = set()
         self._failovers = 0
         self._keeper = LeaseKeeper(self)
         # The shared Watch stream's manager, created by the watch layer on first use.
@@ -178,12 +182,35 @@ class Client:
     # -----------------------------------------------------------------------------------------------------
     # Plumbing
 
+    @contextmanager
+    def _service(self) -> Iterator[None]:
+        """Run a background service (a channel, the lease keeper, the watch hub) in a scope that the
+        caller's cancellation does not reach: only the client's own exit cancels it.
+
+        Shielded cleanup (revoking a session's lease, deleting a cancelled waiter's key) runs while
+        the caller is being cancelled, and needs the connections to still be there.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            if self._closed:
+                scope.cancel()
+            self._service_scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._service_scopes.discard(scope)
+
+    def _stop_services(self) -> None:
+        self._closed = True
+        for scope in list(self._service_scopes):
+            scope.cancel()
+
     async def _run_channel(self, address: str, *, task_status: trio.TaskStatus[Channel]) -> None:
-        async with open_h2_channel(
-            address, ssl_context=_ssl_context_for(self._endpoints[address], self._tls)
-        ) as ch:
-            task_status.started(ch)
-            await trio.sleep_forever()
+        with self._service():
+            async with self._open_channel(
+                address, ssl_context=_ssl_context_for(self._endpoints[address], self._tls)
+            ) as ch:
+                task_status.started(ch)
+                await trio.sleep_forever()
 
     async def _channel(self, address: str) -> Channel:
         channel = self._channels.get(address)
@@ -780,7 +807,7 @@ async def open_client(
     tls: ssl.SSLContext | None = None,
     username: str | None = None,
     password: str | None = None,
-    transport: Literal["h2"] = "h2",
+    transport: Literal["h2", "grpcio"] = "h2",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
     max_rounds: int = 3,
@@ -794,7 +821,9 @@ async def open_client(
             is plaintext when this is ``None``). Load a CA with ``ssl.create_default_context(cafile=...)``
             and a client certificate with ``load_cert_chain``. ALPN ``h2`` is set on it.
         username: with ``password``, authenticate; the token is refreshed when the server rejects it.
-        transport: ``"h2"``, etcdsync's gRPC over HTTP/2 on trio.
+        transport: ``"h2"``, etcdsync's gRPC over HTTP/2 on trio; or ``"grpcio"``, grpcio's
+            ``grpc.aio`` on one private thread per endpoint (needs ``pip install 'etcdsync[grpcio]'``;
+            no client certificates with ``tls``).
         max_request_bytes: requests larger than this raise ``ValueError`` before they are sent; set it
             to the server's ``--max-request-bytes`` when that is not the default.
         max_txn_ops: the server's ``--max-txn-ops``; larger txns raise ``ValueError`` before sending.
@@ -816,12 +845,14 @@ async def open_client(
     check_int("max_request_bytes", max_request_bytes, minimum=1)
     check_int("max_txn_ops", max_txn_ops, minimum=1)
     check_int("max_rounds", max_rounds, minimum=1)
+    open_channel = channel_opener(transport)
     async with open_owned_nursery() as nursery:
         client = Client(
             _PRIVATE,
             nursery=nursery,
             endpoints=parsed,
             tls=tls,
+            open_channel=open_channel,
             username=username,
             password=password,
             max_request_bytes=max_request_bytes,
@@ -833,4 +864,4 @@ async def open_client(
             await trio.lowlevel.checkpoint()
             yield client
         finally:
-            client._closed = True
+            client._stop_services()

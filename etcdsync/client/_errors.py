@@ -9,6 +9,7 @@ Every error etcdsync raises on purpose is an ``EtcdError``, except caller mistak
         OutcomeUnknownError          a write may or may not have been applied; never retried blindly
         NoEndpointAvailableError     every endpoint failed (.errors: endpoint -> exception)
         ProtocolError                the peer spoke something that is not etcd's gRPC API
+        SnapshotIntegrityError       a snapshot stream ended short, or its SHA-256 did not match
       RpcError                       the server answered a non-OK gRPC status (.code, .details, .metadata)
         CancelledRpcError (1), UnknownError (2), InvalidArgumentError (3),
         DeadlineExceededError (4), NotFoundError (5), AlreadyExistsError (6),
@@ -19,6 +20,13 @@ Every error etcdsync raises on purpose is an ``EtcdError``, except caller mistak
         ...                          more specific classes below their code's class: CompactedError,
                                      FutureRevisionError, LeaseNotFoundError, NoSpaceError,
                                      NoClusterLeaderError, InvalidAuthTokenError, ...
+                                     membership: MemberNotFoundError, MemberExistsError,
+                                     MemberBadURLsError, MemberNotLearnerError, LearnerNotReadyError,
+                                     TooManyLearnersError, NotEnoughStartedMembersError,
+                                     UnhealthyClusterError, BadLeaderTransfereeError; auth administration:
+                                     AuthNotEnabledError, AuthSetupError, UserExistsError,
+                                     UserNotFoundError, RoleExistsError, RoleNotFoundError,
+                                     RoleNotGrantedError, PermissionNotGrantedError
       RecipeError                    a recipe's precondition does not hold
         SessionExpiredError, LockReleasedError, NotLeaderError, NoLeaderError, GuardFailedError,
         STMConflictError, TooManyParticipantsError
@@ -44,7 +52,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
+    "AuthNotEnabledError",
+    "AuthSetupError",
     "AuthenticationError",
+    "BadLeaderTransfereeError",
     "CancelledRpcError",
     "CompactedError",
     "ConnectionFailedError",
@@ -61,34 +72,49 @@ __all__ = [
     "InvalidAuthTokenError",
     "KeyNotFoundError",
     "LeaderChangedError",
+    "LearnerNotReadyError",
     "LeaseExistsError",
     "LeaseNotFoundError",
     "LeaseTTLTooLargeError",
     "LockReleasedError",
+    "MemberBadURLsError",
+    "MemberExistsError",
+    "MemberNotFoundError",
+    "MemberNotLearnerError",
     "NoClusterLeaderError",
     "NoEndpointAvailableError",
     "NoLeaderError",
     "NoSpaceError",
+    "NotEnoughStartedMembersError",
     "NotFoundError",
     "NotLeaderError",
     "OutOfRangeError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "PermissionNotGrantedError",
     "ProtocolError",
     "RecipeError",
     "RequestTimedOutError",
     "RequestTooLargeError",
     "ResourceExhaustedError",
+    "RoleExistsError",
+    "RoleNotFoundError",
+    "RoleNotGrantedError",
     "RpcError",
     "STMConflictError",
     "SessionExpiredError",
+    "SnapshotIntegrityError",
+    "TooManyLearnersError",
     "TooManyParticipantsError",
     "TooManyRequestsError",
     "TransportError",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnhealthyClusterError",
     "UnimplementedError",
     "UnknownError",
+    "UserExistsError",
+    "UserNotFoundError",
     "error_from_status",
 ]
 
@@ -145,6 +171,24 @@ class NoEndpointAvailableError(TransportError):
 
 class ProtocolError(TransportError):
     """The peer does not speak etcd's gRPC API (an HTTP/1 server, another gRPC service, garbage)."""
+
+
+class SnapshotIntegrityError(TransportError):
+    """A snapshot stream did not deliver what the server announced.
+
+    etcd says, with every chunk, how many bytes of the database are still to come, and ends the stream
+    with the SHA-256 of the database. The stream ended before the announced size, went past it, or
+    the digest did not match what was received.
+
+    Attributes:
+        expected_bytes: the database size announced by the server (``None`` if nothing arrived).
+        received_bytes: the database bytes received.
+    """
+
+    def __init__(self, message: str, *, expected_bytes: int | None, received_bytes: int) -> None:
+        super().__init__(message)
+        self.expected_bytes = expected_bytes
+        self.received_bytes = received_bytes
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -236,6 +280,9 @@ class AlreadyExistsError(RpcError):
     """gRPC ALREADY_EXISTS."""
 
 
+# The maintenance service (Snapshot, Defragment, HashKV as a non-root user) returns the auth store's
+# own error untranslated, so it arrives as UNKNOWN "auth: permission denied".
+@_status(2, "auth: permission denied")
 @_status(7, "etcdserver: permission denied")
 class PermissionDeniedError(RpcError):
     """The authenticated user lacks the permission for this key or operation."""
@@ -296,6 +343,8 @@ class RequestTooLargeError(InvalidArgumentError):
     """The request is larger than the server's ``--max-request-bytes``."""
 
 
+# A user added with no_password=True has no password to check; etcd 3.4 answers UNKNOWN.
+@_status(2, "auth: authentication failed, password was given for no password user")
 @_status(
     3,
     "etcdserver: authentication failed, invalid user ID or password",
@@ -392,6 +441,98 @@ class RequestTimedOutError(UnavailableError):
 @_status(15, "etcdserver: corrupt cluster")
 class CorruptClusterError(DataLossError):
     """The cluster detected data corruption: stop and page a human."""
+
+
+# Cluster membership (MemberAdd/Remove/Update/Promote) and leadership transfer.
+
+
+@_status(5, "etcdserver: member not found")
+class MemberNotFoundError(NotFoundError):
+    """No member has the given ID (it was never added, or was removed)."""
+
+
+@_status(9, "etcdserver: member ID already exist", "etcdserver: Peer URLs already exists")
+class MemberExistsError(FailedPreconditionError):
+    """A member with this ID or one of these peer URLs is already in the cluster."""
+
+
+@_status(3, "etcdserver: given member URLs are invalid")
+class MemberBadURLsError(InvalidArgumentError):
+    """The peer URLs are not valid URLs (etcd wants ``http(s)://host:port``)."""
+
+
+@_status(9, "etcdserver: can only promote a learner member")
+class MemberNotLearnerError(FailedPreconditionError):
+    """Only a learner can be promoted; this member already votes."""
+
+
+@_status(9, "etcdserver: can only promote a learner member which is in sync with leader")
+class LearnerNotReadyError(FailedPreconditionError):
+    """The learner has not caught up with the leader's log yet (or has not started): retry later."""
+
+
+@_status(9, "etcdserver: too many learner members in cluster")
+class TooManyLearnersError(FailedPreconditionError):
+    """The cluster already has the most learners it allows (one, in etcd 3.4 and 3.5)."""
+
+
+@_status(9, "etcdserver: re-configuration failed due to not enough started members")
+class NotEnoughStartedMembersError(FailedPreconditionError):
+    """The change would leave too few started members for a quorum (``--strict-reconfig-check``)."""
+
+
+@_status(14, "etcdserver: unhealthy cluster")
+class UnhealthyClusterError(UnavailableError):
+    """A membership change was refused because not every member has been connected for the last
+    5 seconds (etcd's ``--strict-reconfig-check``); nothing was changed. Retry shortly."""
+
+
+@_status(9, "etcdserver: bad leader transferee")
+class BadLeaderTransfereeError(FailedPreconditionError):
+    """``move_leader`` was given an ID that is not a voting member of the cluster."""
+
+
+# Auth administration (AuthEnable, User*, Role*).
+
+
+@_status(9, "etcdserver: authentication is not enabled")
+class AuthNotEnabledError(FailedPreconditionError):
+    """The operation needs authentication enabled (e.g. authenticating with a user and password)."""
+
+
+@_status(9, "etcdserver: root user does not exist", "etcdserver: root user does not have root role")
+class AuthSetupError(FailedPreconditionError):
+    """Authentication cannot be enabled: add a ``root`` user and grant it the ``root`` role first."""
+
+
+@_status(9, "etcdserver: user name already exists")
+class UserExistsError(FailedPreconditionError):
+    """A user with this name already exists."""
+
+
+@_status(9, "etcdserver: user name not found")
+class UserNotFoundError(FailedPreconditionError):
+    """No user has this name."""
+
+
+@_status(9, "etcdserver: role name already exists")
+class RoleExistsError(FailedPreconditionError):
+    """A role with this name already exists."""
+
+
+@_status(9, "etcdserver: role name not found")
+class RoleNotFoundError(FailedPreconditionError):
+    """No role has this name."""
+
+
+@_status(9, "etcdserver: role is not granted to the user")
+class RoleNotGrantedError(FailedPreconditionError):
+    """``user_revoke_role``: the user does not have this role."""
+
+
+@_status(9, "etcdserver: permission is not granted to the role")
+class PermissionNotGrantedError(FailedPreconditionError):
+    """``role_revoke_permission``: the role has no permission on exactly this key range."""
 
 
 def error_from_status(code: int, message: str, metadata: Metadata = ()) -> RpcError:

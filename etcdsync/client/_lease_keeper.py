@@ -193,9 +193,10 @@ class LeaseKeeper:
             mark_lost(kept, reason)
 
     async def _run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_expiry)
-            await self._keep_streaming()
+        with self.client._service():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_expiry)
+                await self._keep_streaming()
 
     async def _watch_expiry(self) -> None:
         """Declare leases lost when their validity runs out, connection or not."""

@@ -387,6 +387,10 @@ class WatchHub:
     # ----- the background task -----
 
     async def _run(self) -> None:
+        with self._client._service():
+            await self._run_until_closed()
+
+    async def _run_until_closed(self) -> None:
         backoff = Backoff(initial=0.05, maximum=2.0, rng=random.Random())
         try:
             while True:

@@ -2,10 +2,16 @@
 
 The client core depends only on the protocol in :mod:`._base` (:class:`Channel`, :class:`Stream`,
 :class:`StatusError`, :class:`ConnectionLost`). The default implementation is gRPC over HTTP/2
-with ``h2`` on trio streams (:func:`open_h2_channel`).
+with ``h2`` on trio streams (:func:`open_h2_channel`). The optional one, ``grpc.aio`` on a private
+thread (``_grpcio.open_grpcio_channel``), is imported only through :func:`channel_opener`, so that
+grpcio stays an optional dependency.
 """
 
 from __future__ import annotations
+
+import ssl
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol
 
 from ._base import (
     Channel as Channel,
@@ -25,6 +31,7 @@ from ._h2 import (
 
 __all__ = (
     "Channel",
+    "ChannelOpener",
     "ChannelState",
     "ChannelStatistics",
     "ConnectionLost",
@@ -33,6 +40,32 @@ __all__ = (
     "Metadata",
     "StatusError",
     "Stream",
+    "channel_opener",
     "connect_h2_channel",
     "open_h2_channel",
 )
+
+
+class ChannelOpener(Protocol):
+    """What :func:`open_h2_channel` and ``open_grpcio_channel`` have in common."""
+
+    def __call__(
+        self, endpoint: str, *, ssl_context: ssl.SSLContext | None = ...
+    ) -> AbstractAsyncContextManager[Channel]: ...
+
+
+def channel_opener(transport: Literal["h2", "grpcio"]) -> ChannelOpener:
+    """The ``open_*_channel`` function of ``transport``; imports grpcio only for ``"grpcio"``.
+
+    Raises:
+        ImportError: ``"grpcio"`` was asked for and grpcio is not installed.
+    """
+    if transport == "h2":
+        return open_h2_channel
+    try:
+        from ._grpcio import open_grpcio_channel
+    except ImportError as exc:
+        raise ImportError(
+            "the grpcio transport needs grpcio: pip install 'etcdsync[grpcio]'", name=exc.name
+        ) from exc
+    return open_grpcio_channel
