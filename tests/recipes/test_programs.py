@@ -44,3 +44,35 @@ async def test_demo_program_runs_with_its_own_etcd() -> None:
     assert code == 0, out
     assert "started a local etcd" in out
     assert "was refused" in out
+
+
+@pytest.mark.deadline(120)
+async def test_rollout_goes_on_when_a_host_crashes_mid_restart(etcd_endpoint: str) -> None:
+    code, out = await run_program(
+        str(RECIPES / "rollout.py"), "--endpoints", etcd_endpoint, "--crash", "host-3"
+    )
+    assert code == 0, out
+    assert "[rollout] result: complete" in out
+    assert "host-3 is lost" in out
+    assert "upgraded 5, lost 1" in out
+    assert (
+        "most hosts restarting at once: 2 (limit 2)" in out
+        or "most hosts restarting at once: 1 (limit 2)" in out
+    )
+
+
+@pytest.mark.deadline(120)
+async def test_rollout_halts_on_a_failed_health_check(etcd_endpoint: str) -> None:
+    code, out = await run_program(
+        str(RECIPES / "rollout.py"),
+        "--endpoints",
+        etcd_endpoint,
+        "--fail-health",
+        "host-4",
+        "--parallel",
+        "1",
+    )
+    assert code == 0, out
+    assert "[rollout] result: halted: host-4 failed the health check" in out
+    assert "unhealthy 1" in out
+    assert "most hosts restarting at once: 1 (limit 1)" in out
