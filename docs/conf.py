@@ -23,7 +23,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"(bytes|str|int|float|bool|None|Exception|BaseException|type|object)"),
     (r"py:class", r"(Sequence|Mapping|Iterable|AsyncIterator|Metadata|KeyValue|_E|OpResponse|AnyOp)"),
     (r"py:class", r"(random|contextlib|abc|types)\..*"),
-    (r"py:class", r"(AbstractAsyncContextManager|AbstractContextManager|TracebackType|Self)"),
+    (r"py:class", r"(AbstractAsyncContextManager|AbstractContextManager|TracebackType|Self|Ts|T)"),
     (r"py:class", r"etcdsync\.client\._.*"),
     (r"py:.*", r"etcdsync\._.*"),
 ]

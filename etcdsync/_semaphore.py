@@ -164,7 +164,7 @@ class Semaphore:
 
     @property
     def fencing_token(self) -> int:
-        """Our slot key's create revision: it grows with every new acquisition.
+        """Our slot key's create revision, which grows with every new acquisition.
 
         Raises:
             LockReleasedError: this object holds no permit.
