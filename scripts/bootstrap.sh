@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what `make` targets need on a fresh Debian machine, and nothing that is already there:
 #   - etcd and etcdctl (Debian's etcd-server and etcd-client) when not on PATH and $ETCD_BIN is unset;
+#   - nftables and iptables when running as root and missing (network-partition fault tests);
 #   - a virtualenv in .venv with this package installed in editable mode with its test/dev extras.
 # Idempotent and quick when everything is in place.
 set -euo pipefail
@@ -23,6 +24,20 @@ if ((${#need_apt[@]})); then
     else SUDO=; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# nftables/iptables for the network-partition fault tests (tests/faults): only as root, since only root can
+# use them. Not fatal: without them (or without root) those tests skip with the reason, and nothing else does.
+if [[ $(id -u) -eq 0 ]]; then
+    need_net=()
+    if ! command -v nft >/dev/null 2>&1; then need_net+=(nftables); fi
+    if ! command -v iptables >/dev/null 2>&1; then need_net+=(iptables); fi
+    if ((${#need_net[@]})); then
+        echo "bootstrap: installing ${need_net[*]} with apt-get (network-partition fault tests)" >&2
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_net[@]}" >/dev/null; }; then
+            echo "bootstrap: could not install ${need_net[*]}; the network-partition tests will skip" >&2
+        fi
+    fi
 fi
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

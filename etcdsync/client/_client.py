@@ -17,6 +17,7 @@ Every request carries ``hasleader: true``, so a member cut off from its cluster 
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import ssl
@@ -40,11 +41,12 @@ from ._errors import (
     UnavailableError,
     error_from_status,
 )
-from ._keys import key_range
+from ._keys import key_range, require_key
 from ._lease_keeper import LeaseKeepAlive, LeaseKeeper
 from ._nursery import open_owned_nursery
 from ._sansio._backoff import Backoff
 from ._sansio._endpoints import Endpoint, EndpointPicker, parse_endpoints
+from ._sansio._namespace import Namespace
 from ._transport import Channel, ChannelOpener, ConnectionLost, StatusError, channel_opener
 from ._txn import (
     AnyOp,
@@ -119,6 +121,16 @@ def _ssl_context_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLC
     return tls
 
 
+@attrs.define
+class _SharedState:
+    """The parts of a client that it rebinds, shared by the client and every namespaced view of it."""
+
+    token: str | None = None
+    closed: bool = False
+    failovers: int = 0
+    watch_hub: WatchHub | None = None
+
+
 @final
 class Client(AdminMixin):
     """A connection to an etcd cluster. Open it with :func:`etcdsync.open_client`; it closes with it.
@@ -156,7 +168,6 @@ class Client(AdminMixin):
         self._tls = tls
         self._open_channel = open_channel
         self._credentials = (username, password) if username is not None and password is not None else None
-        self._token: str | None = None
         self._auth_lock = trio.Lock()
         self._channels: dict[str, Channel] = {}
         self._channel_lock = trio.Lock()
@@ -165,12 +176,75 @@ class Client(AdminMixin):
         self._max_txn_ops = max_txn_ops
         self._max_rounds = max_rounds
         self._rng = rng
-        self._closed = False
         self._service_scopes: set[trio.CancelScope] = set()
-        self._failovers = 0
         self._keeper = LeaseKeeper(self)
         # The shared Watch stream's manager, created by the watch layer on first use.
-        self._watch_hub: WatchHub | None = None
+        # What every namespaced view of this client shares, and may rebind.
+        self._state = _SharedState()
+        self._ns = Namespace(b"")
+
+    # The shared mutable state, under the names the rest of the client layer uses.
+    @property
+    def _token(self) -> str | None:
+        return self._state.token
+
+    @_token.setter
+    def _token(self, value: str | None) -> None:
+        self._state.token = value
+
+    @property
+    def _closed(self) -> bool:
+        return self._state.closed
+
+    @_closed.setter
+    def _closed(self, value: bool) -> None:
+        self._state.closed = value
+
+    @property
+    def _failovers(self) -> int:
+        return self._state.failovers
+
+    @_failovers.setter
+    def _failovers(self, value: int) -> None:
+        self._state.failovers = value
+
+    @property
+    def _watch_hub(self) -> WatchHub | None:
+        return self._state.watch_hub
+
+    @_watch_hub.setter
+    def _watch_hub(self, value: WatchHub | None) -> None:
+        self._state.watch_hub = value
+
+    @property
+    def namespace(self) -> bytes:
+        """The prefix this client's keys live under (``b""`` unless made by :meth:`with_namespace`)."""
+        return self._ns.prefix
+
+    def with_namespace(self, prefix: bytes | str) -> Client:
+        """A view of this client whose keys all live under ``prefix``.
+
+        Every key in requests and responses is translated — ranges and prefixes, transactions and
+        their compares, watches, lease keys — so the view reads and writes only below ``prefix`` and
+        sees it as the whole keyspace. Recipes work on a view unchanged. The view shares this
+        client's connections, sessions' keep-alive stream and watch stream, and closes with it.
+        Views nest: ``client.with_namespace(b"/a/").with_namespace(b"b/")`` lives under ``/a/b/``.
+
+        Example::
+
+            tenant = client.with_namespace(b"/tenants/acme/")
+            await tenant.put(b"config", b"...")        # writes /tenants/acme/config
+            async with etcdsync.open_session(tenant) as session:
+                async with etcdsync.Mutex(session, "/locks/x"):   # /tenants/acme//locks/x/...
+                    ...
+
+        Raises:
+            ValueError: ``prefix`` is empty.
+            TypeError: ``prefix`` is not ``bytes``/``str``.
+        """
+        view = copy.copy(self)
+        view._ns = self._ns.nested(require_key(prefix))
+        return view
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -408,10 +482,12 @@ class Client(AdminMixin):
         return await self._range(op)
 
     async def _range(self, op: RangeOp) -> RangeResponse:
+        wire = self._ns.op(op)
+        assert isinstance(wire, RangeOp)
         data = await self._unary(
-            rpc.KV_RANGE.path, self._check_request_size(cv.range_request(op)), idempotent=True
+            rpc.KV_RANGE.path, self._check_request_size(cv.range_request(wire)), idempotent=True
         )
-        return cv.range_response(data)
+        return self._ns.range_response(cv.range_response(data))
 
     async def iter_range(
         self, key: bytes | str, *, prefix: bool = True, page_size: int = 1000, revision: int = 0
@@ -479,10 +555,12 @@ class Client(AdminMixin):
             inner = resp.responses[0]
             assert isinstance(inner, PutResponse)
             return PutResponse(header=resp.header, prev_kv=inner.prev_kv)
+        wire = self._ns.op(op)
+        assert isinstance(wire, PutOp)
         data = await self._unary(
-            rpc.KV_PUT.path, self._check_request_size(cv.put_request(op)), idempotent=False
+            rpc.KV_PUT.path, self._check_request_size(cv.put_request(wire)), idempotent=False
         )
-        return cv.put_response(data)
+        return self._ns.put_response(cv.put_response(data))
 
     async def delete(
         self,
@@ -506,10 +584,12 @@ class Client(AdminMixin):
             inner = resp.responses[0]
             assert isinstance(inner, DeleteResponse)
             return DeleteResponse(header=resp.header, deleted=inner.deleted, prev_kvs=inner.prev_kvs)
+        wire = self._ns.op(op)
+        assert isinstance(wire, DeleteOp)
         data = await self._unary(
-            rpc.KV_DELETE_RANGE.path, self._check_request_size(cv.delete_request(op)), idempotent=False
+            rpc.KV_DELETE_RANGE.path, self._check_request_size(cv.delete_request(wire)), idempotent=False
         )
-        return cv.delete_response(data)
+        return self._ns.delete_response(cv.delete_response(data))
 
     async def txn(
         self,
@@ -546,10 +626,11 @@ class Client(AdminMixin):
 
     async def _txn(self, txn: TxnOp) -> TxnResponse:
         self._check_txn(txn)
+        wire = self._ns.txn(txn)
         data = await self._unary(
-            rpc.KV_TXN.path, self._check_request_size(cv.txn_request(txn)), idempotent=_read_only(txn)
+            rpc.KV_TXN.path, self._check_request_size(cv.txn_request(wire)), idempotent=_read_only(txn)
         )
-        return cv.txn_response(data)
+        return self._ns.txn_response(cv.txn_response(data))
 
     async def _guarded(self, guards: tuple[Compare, ...], op: AnyOp) -> TxnResponse:
         """Run ``op`` only if ``guards`` hold; on failure read the guarded keys and raise."""
@@ -620,7 +701,7 @@ class Client(AdminMixin):
         data = await self._unary(
             rpc.LEASE_TIME_TO_LIVE.path, cv.lease_time_to_live_request(lease_id, keys), idempotent=True
         )
-        return cv.lease_time_to_live(data)
+        return self._ns.lease_time_to_live(cv.lease_time_to_live(data))
 
     async def leases(self) -> tuple[int, ...]:
         """The IDs of every lease. A checkpoint."""

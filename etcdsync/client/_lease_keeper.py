@@ -26,6 +26,7 @@ import attrs
 import trio
 
 from ._convert import _kv as cv, _methods as rpc
+from ._errors import InvalidAuthTokenError, error_from_status
 from ._sansio._backoff import Backoff
 from ._sansio._keepalive import KeepAliveSchedule
 from ._transport import ConnectionLost, StatusError, Stream
@@ -215,15 +216,37 @@ class LeaseKeeper:
                 await self._changed.wait()
                 continue
             address = self.client._picker.current
+            token = self.client._token
+            # The stream's send and receive loops share a nursery, so their errors arrive grouped
+            # (both sides may fail at once when the connection breaks): hence except*.
+            failures: list[BaseException] = []
+            closing = False
             try:
                 await self._one_stream(address, backoff)
-            except _STREAM_ERRORS as exc:
-                logger.debug("lease keep-alive stream to %s ended: %r", address, exc)
-                self.client._picker.failed(address, trio.current_time())
-            except trio.ClosedResourceError:
-                return  # the client is closing
+            except* _STREAM_ERRORS as group:
+                failures.extend(group.exceptions)
+            except* trio.ClosedResourceError:
+                closing = True  # the client is closing its channels
+            if closing:
+                return
             self.schedule.on_stream_down(trio.current_time())
+            if await self._renewed_token(failures, token):
+                continue  # a rejected token is not the endpoint's fault: retry at once with a new one
+            logger.debug("lease keep-alive stream to %s ended: %r", address, failures)
+            self.client._picker.failed(address, trio.current_time())
             await trio.sleep(backoff.next_delay())
+
+    async def _renewed_token(self, failures: list[BaseException], token: str | None) -> bool:
+        """If the server rejected our auth token, get a new one; returns whether it did."""
+        for exc in failures:
+            if (
+                isinstance(exc, StatusError)
+                and self.client._credentials is not None
+                and isinstance(error_from_status(exc.code, exc.message), InvalidAuthTokenError)
+            ):
+                await self.client._authenticate(token)
+                return True
+        return False
 
     async def _one_stream(self, address: str, backoff: Backoff) -> None:
         channel = await self.client._channel(address)

@@ -93,6 +93,7 @@ from ._errors import (
 )
 from ._keys import key_range
 from ._sansio._backoff import Backoff
+from ._sansio._namespace import Namespace
 from ._sansio._watch import (
     Deliver,
     Reconnect,
@@ -217,6 +218,7 @@ class Watch:
         self._max_buffer = max_buffer
         self._send, self._receive = trio.open_memory_channel[WatchResponse](max_buffer)
         self._failure: BaseException | None = None
+        self._namespace = Namespace(b"")
         self._paused = False
         self._pauses = 0
 
@@ -239,7 +241,7 @@ class Watch:
             assert failure is not None  # the hub closes the channel only after setting it
             raise failure from None
         self._hub._consumed(self)
-        return response
+        return self._namespace.watch_response(response)
 
     def request_progress(self) -> None:
         """Ask etcd for a progress notification; this watch then yields one empty response (a bookmark).
@@ -583,4 +585,11 @@ def start_watch(client: Client, spec: WatchSpec, max_buffer: int) -> Watch:
     hub = client._watch_hub
     if hub is None:
         hub = client._watch_hub = WatchHub(client)
-    return hub.add(spec, max_buffer)
+    namespace = client._ns
+    if namespace:
+        # A namespaced view watches below its prefix and sees its own key names in the events.
+        key, range_end = namespace.key_range(spec.key, spec.range_end)
+        spec = attrs.evolve(spec, key=key, range_end=range_end)
+    watch = hub.add(spec, max_buffer)
+    watch._namespace = namespace
+    return watch

@@ -249,6 +249,14 @@ class EtcdProcess:
     options: EtcdOptions
     binary: str
     workdir: Path
+    #: Argument vector put before etcd's own, e.g. ``("ip", "netns", "exec", "ns1")`` to run the member inside
+    #: a network namespace (that command must end by exec'ing etcd, so the pid stays etcd's).
+    command_prefix: tuple[str, ...] = ()
+    #: The peer URL advertised to the cluster when it is not the one listened on (a peer proxy in front).
+    advertise_peer_url: str | None = None
+    #: ``"host:port"`` through which the harness and the tests reach the client port, when the listen
+    #: address is not reachable from here (a member in a network namespace behind a loopback proxy).
+    access_endpoint: str | None = None
     _popen: subprocess.Popen[bytes] | None = attrs.field(default=None, init=False)
     _paused: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
@@ -264,8 +272,15 @@ class EtcdProcess:
         cluster_token: str,
         options: EtcdOptions,
         binary: str,
+        command_prefix: Sequence[str] = (),
+        advertise_peer_url: str | None = None,
+        access_endpoint: str | None = None,
     ) -> EtcdProcess:
-        """Make the working directory and return a not-yet-started process."""
+        """Make the working directory and return a not-yet-started process.
+
+        ``command_prefix``, ``advertise_peer_url`` and ``access_endpoint`` are for fault injection (see the
+        attributes of the same names); by default the member runs directly and is reached where it listens.
+        """
         base = temp_base(tmpfs=options.on_tmpfs(binary))
         os.makedirs(base, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{name}-", dir=base))
@@ -277,6 +292,9 @@ class EtcdProcess:
             options=options,
             binary=binary,
             workdir=workdir,
+            command_prefix=tuple(command_prefix),
+            advertise_peer_url=advertise_peer_url,
+            access_endpoint=access_endpoint,
         )
 
     def __repr__(self) -> str:
@@ -287,7 +305,12 @@ class EtcdProcess:
 
     @property
     def endpoint(self) -> str:
-        """The client endpoint, ``"127.a.b.c:port"`` (no scheme)."""
+        """The client endpoint, ``"127.a.b.c:port"`` (no scheme); :attr:`access_endpoint` when that is set."""
+        return self.access_endpoint or self.listen_endpoint
+
+    @property
+    def listen_endpoint(self) -> str:
+        """Where etcd listens for clients, ``"host:port"``; :attr:`endpoint` unless a proxy fronts it."""
         return f"{self.address.host}:{self.address.client_port}"
 
     @property
@@ -354,10 +377,10 @@ class EtcdProcess:
             self.binary,
             f"--name={self.name}",
             f"--data-dir={self.data_dir}",
-            f"--listen-client-urls={self.client_url}",
+            f"--listen-client-urls={'https' if self.options.client_tls else 'http'}://{self.listen_endpoint}",
             f"--advertise-client-urls={self.client_url}",
             f"--listen-peer-urls={self.peer_url}",
-            f"--initial-advertise-peer-urls={self.peer_url}",
+            f"--initial-advertise-peer-urls={self.advertise_peer_url or self.peer_url}",
             f"--listen-metrics-urls=http://{self.metrics_endpoint}",
             f"--initial-cluster={self.initial_cluster}",
             f"--initial-cluster-state={'existing' if existing else 'new'}",
@@ -393,7 +416,7 @@ class EtcdProcess:
             raise RuntimeError(f"{self.name} is closed")
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
-        argv = self.command(existing=existing)
+        argv = [*self.command_prefix, *self.command(existing=existing)]
         use_pdeathsig = sys.platform == "linux" and threading.current_thread() is threading.main_thread()
         with open(self.log_path, "ab") as log:
             log.write(f"=== etcdsync.testing: starting {argv!r}\n".encode())

@@ -1,0 +1,1 @@
+"""Fault-injection tests: checkers over recorded histories, workloads, the fast tier and the soak."""
