@@ -209,11 +209,6 @@ async def test_bad_input_gives_a_typed_readable_error(endpoints: Endpoints, row:
 
 
 @pytest.mark.deadline(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug: an HTTP/1 reply on a connection that stays open is not recognised as 'not HTTP/2'; "
-    "h2 waits for a 4.7 MB 'frame' (the bytes 'HTT' read as a length) and the call hangs to the deadline",
-)
 async def test_not_etcd_http1_server_that_keeps_the_connection_open(endpoints: Endpoints) -> None:
     async with etcdsync.open_client(endpoints.http_lingering, max_rounds=1) as c:
         with (

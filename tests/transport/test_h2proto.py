@@ -130,3 +130,13 @@ def test_goaway_keeps_the_connection_usable_for_lower_streams() -> None:
     client.reset_stream(high, 8)
     client.increment_flow_control_window(100, low)
     assert client.data_to_send()
+
+
+def test_server_preface_check_refuses_what_is_not_http2() -> None:
+    from etcdsync.client._transport._h2proto import NotHTTP2Error, check_server_preface
+
+    check_server_preface(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00")  # SETTINGS, 3 entries
+    check_server_preface(b"\x00\x00\x00\x04")  # too short to judge yet
+    for head in (b"HTTP", b"HTTP/1.1 400 Bad Request", b"\x00\x00\x08\x06\x00\x00\x00\x00\x00", b"SSH-2.0-O"):
+        with pytest.raises(NotHTTP2Error, match="not an etcd"):
+            check_server_preface(head[:9])

@@ -42,7 +42,7 @@ from .._sansio._grpc import (
 )
 from ._base import ChannelState, ChannelStatistics, ConnectionLost, StatusError
 from ._h2conn import Call, Connection, ConnectionParams, Unusable
-from ._h2proto import GoAwayReceived, establish_connection
+from ._h2proto import GoAwayReceived, NotHTTP2Error, establish_connection
 
 __all__ = ["H2Channel", "H2Stream", "connect_h2_channel", "open_h2_channel"]
 
@@ -61,6 +61,7 @@ _CONNECT_ERRORS: Final = (
     trio.BrokenResourceError,  # TLS handshake failures, resets during the preface
     trio.TooSlowError,  # connect_timeout
     h2.exceptions.ProtocolError,  # not an HTTP/2 server
+    NotHTTP2Error,  # not an HTTP/2 server, known from its first bytes
     EOFError,
     GoAwayReceived,
 )

@@ -33,7 +33,15 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 from .._sansio._grpc import HPACK_TABLE_SIZE_ZERO
 
-__all__ = ["RECEIVE_SIZE", "GoAwayReceived", "H2Protocol", "PreEncodedBlock", "establish_connection"]
+__all__ = [
+    "RECEIVE_SIZE",
+    "GoAwayReceived",
+    "H2Protocol",
+    "NotHTTP2Error",
+    "PreEncodedBlock",
+    "check_server_preface",
+    "establish_connection",
+]
 
 #: Bytes asked for per read.
 RECEIVE_SIZE: Final = 1 << 16
@@ -218,16 +226,43 @@ def new_h2_protocol(receive_window: int) -> H2Protocol:
     return conn
 
 
+class NotHTTP2Error(Exception):
+    """The peer answered something other than an HTTP/2 server preface: it is not a gRPC server."""
+
+
+def check_server_preface(head: bytes) -> None:
+    """Refuse, from its first bytes, a peer that is not an HTTP/2 server.
+
+    An HTTP/2 server's first frame is SETTINGS (type 4), whose payload is a few 6-byte entries. Without
+    this check, an HTTP/1 reply such as ``HTTP/1.1 400`` is parsed as a frame header announcing a
+    4.7 MB payload (the bytes ``HTT`` read as a length), and the handshake waits for it until the
+    caller's deadline.
+    """
+    if head.startswith(b"HTTP/"[: len(head)]) and len(head) >= 4:
+        raise NotHTTP2Error("the server answered in HTTP/1, not HTTP/2: it is not an etcd (gRPC) endpoint")
+    if len(head) >= 9:
+        length = int.from_bytes(head[:3], "big")
+        if head[3] != 0x04 or length % 6 or length > 6 * 64:
+            raise NotHTTP2Error(
+                f"the server's first bytes {head!r} are not an HTTP/2 SETTINGS frame: "
+                "it is not an etcd (gRPC) endpoint"
+            )
+
+
 async def establish_connection(
     stream: trio.abc.Stream, receive_window: int
 ) -> tuple[H2Protocol, list[h2.events.Event]]:
     """Send our preface and wait for the server's SETTINGS. Returns h2 and any other events read."""
     conn = new_h2_protocol(receive_window)
     await stream.send_all(conn.data_to_send())
+    head = b""
     while True:
         data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
             raise EOFError("the server closed the connection during the HTTP/2 handshake")
+        if len(head) < 9:
+            head += data[: 9 - len(head)]
+            check_server_preface(head)
         events = conn.receive_data(data)
         for event in events:
             if isinstance(event, h2.events.ConnectionTerminated):
