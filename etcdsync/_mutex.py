@@ -40,12 +40,12 @@ import logging
 import math
 import weakref
 from contextlib import AbstractContextManager
-from types import TracebackType
-from typing import Final, Self, final
+from typing import Final, final
 
 import attrs
 import trio
 
+from ._hold import SessionHold
 from ._keys import WaitStatistics, name_prefix, participant_key, wait_for_predecessors
 from ._session import Session
 from .client import (
@@ -53,9 +53,7 @@ from .client import (
     EtcdError,
     LockReleasedError,
     Op,
-    OutcomeUnknownError,
     RangeResponse,
-    SessionExpiredError,
     SortOrder,
     SortTarget,
 )
@@ -79,7 +77,7 @@ def _local_turn(session: Session, key: bytes) -> trio.Semaphore:
     return turn
 
 
-class QueueLock:
+class QueueLock(SessionHold):
     """A place in a create-revision-ordered queue of keys: the machinery of :class:`Mutex` and of
     :class:`~etcdsync.RWMutex`'s read and write locks.
 
@@ -307,53 +305,7 @@ class QueueLock:
         resp = await client.txn(compare=[self.is_owner()], success=[Op.delete(self._key)])
         self._reset()
         if not resp.succeeded:
-            raise (
-                self._session.expired_error()
-                if self._session.expired
-                else SessionExpiredError(
-                    f"{self._key!r} was no longer ours when released (its lease expired or it was deleted)"
-                )
-            )
-
-    # ---------------------------------------------------------------------------------------------------
-    # async with
-
-    async def __aenter__(self) -> Self:
-        """Acquire (a checkpoint); the body then runs in a scope cancelled when the session expires."""
-        await self.acquire()
-        cm = self._session.cancel_on_expiry()
-        cm.__enter__()
-        self._scope_cm = cm
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        """Release (shielded and bounded); raise :class:`~etcdsync.SessionExpiredError` if the session
-        was lost while the body ran. A checkpoint."""
-        cm = self._scope_cm
-        self._scope_cm = None
-        assert cm is not None
-        swallowed = bool(cm.__exit__(exc_type, exc, tb))
-        lost = self._session.expired
-        bound = self._session.ttl if self._cleanup_timeout is None else self._cleanup_timeout
-        try:
-            with trio.move_on_after(bound, shield=True):
-                await self.release()
-        except (LockReleasedError, SessionExpiredError):
-            lost = True
-        except OutcomeUnknownError as err:
-            # The fenced delete may or may not have happened; either way the key goes with the lease.
-            logger.warning("releasing %r: %s; the key goes with the session's lease", self._key, err)
-        finally:
-            self._reset()
-        if lost and (swallowed or exc is None):
-            raise (
-                self._session.expired_error()
-                if self._session.expired
-                else SessionExpiredError(f"the lock {self._key!r} was lost while held")
-            )
-        return swallowed
+            raise self._lost("was no longer ours when released (its lease expired or it was deleted)")
 
 
 @final

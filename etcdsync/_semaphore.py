@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from types import TracebackType
-from typing import Self, final
+from typing import final
 
 import attrs
 import trio
 
+from ._hold import SessionHold
 from ._keys import (
     WaitStatistics,
     claim_index,
@@ -61,10 +61,8 @@ from .client import (
     KeyValue,
     LockReleasedError,
     Op,
-    OutcomeUnknownError,
     RangeResponse,
     RecipeError,
-    SessionExpiredError,
     SortOrder,
     SortTarget,
 )
@@ -89,7 +87,7 @@ class SemaphoreLimitMismatchError(RecipeError):
 
 
 @final
-class Semaphore:
+class Semaphore(SessionHold):
     """A distributed counting semaphore named ``name`` with ``limit`` permits, taken through ``session``.
 
     Example::
@@ -226,10 +224,6 @@ class Semaphore:
             release_index(self._session, self._prefix, self._index)
             self._index = -1
 
-    def _lost(self, what: str) -> SessionExpiredError:
-        session = self._session
-        return session.expired_error() if session.expired else SessionExpiredError(f"{self._key!r} {what}")
-
     def _mismatch(self, stored: bytes) -> SemaphoreLimitMismatchError:
         return SemaphoreLimitMismatchError(
             f"semaphore {self._limit_key!r} has limit {stored.decode('utf-8', 'replace')!r}, "
@@ -334,9 +328,6 @@ class Semaphore:
             raise trio.WouldBlock(f"all {self._limit} permits of {self._limit_key!r} are taken")
         self._revision = my_rev
 
-    def _bound(self) -> float:
-        return self._session.ttl if self._cleanup_timeout is None else self._cleanup_timeout
-
     async def _cleanup(self, my_rev: int) -> None:
         """After a failed or cancelled acquire: delete our key if we made it, and reset. Shielded."""
         try:
@@ -362,38 +353,3 @@ class Semaphore:
         self._reset()
         if not resp.succeeded:
             raise self._lost("was no longer ours when released (its lease expired or it was deleted)")
-
-    # ---------------------------------------------------------------------------------------------------
-    # async with
-
-    async def __aenter__(self) -> Self:
-        """Acquire (a checkpoint); the body then runs in a scope cancelled when the session expires."""
-        await self.acquire()
-        cm = self._session.cancel_on_expiry()
-        cm.__enter__()
-        self._scope_cm = cm
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        """Release (shielded and bounded); raise :class:`~etcdsync.SessionExpiredError` if the permit
-        was lost while the body ran. A checkpoint."""
-        cm = self._scope_cm
-        self._scope_cm = None
-        assert cm is not None
-        swallowed = bool(cm.__exit__(exc_type, exc, tb))
-        lost = self._session.expired
-        try:
-            with trio.move_on_after(self._bound(), shield=True):
-                await self.release()
-        except (LockReleasedError, SessionExpiredError):
-            lost = True
-        except OutcomeUnknownError as err:
-            # The fenced delete may or may not have happened; either way the key goes with the lease.
-            logger.warning("releasing %r: %s; the key goes with the session's lease", self._key, err)
-        finally:
-            self._reset()
-        if lost and (swallowed or exc is None):
-            raise self._lost("was lost while the permit was held")
-        return swallowed
