@@ -71,3 +71,16 @@ async def start_host(name: str, argv: Sequence[str]) -> AsyncIterator[Host]:
             if process.returncode is None:
                 process.kill()
             await process.wait()
+
+
+async def host_process(
+    name: str,
+    argv: Sequence[str],
+    lines: trio.MemorySendChannel[tuple[str, str]],
+    *,
+    task_status: trio.TaskStatus[Host] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``nursery.start(host_process, ...)``: start a host, hand it over, and forward its output lines."""
+    async with start_host(name, argv) as host:
+        task_status.started(host)
+        await host.pump(lines)

@@ -34,7 +34,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Host, add_endpoint_argument, etcd_endpoints, start_host
+from _common import Host, add_endpoint_argument, etcd_endpoints, host_process
 
 import etcdsync
 from etcdsync.client import Op
@@ -97,7 +97,7 @@ async def drive(args: argparse.Namespace) -> int:
                 name = f"host-{i}"
                 argv = [__file__, "--as-host", name, "--endpoints", endpoints, "--ttl", str(args.ttl)]
                 argv += ["--work", str(args.work)]
-                hosts[name] = await nursery.start(_run_host, name, argv, lines_send)
+                hosts[name] = await nursery.start(host_process, name, argv, lines_send)
 
             async def show() -> None:
                 nonlocal ran
@@ -134,18 +134,6 @@ async def drive(args: argparse.Namespace) -> int:
             await trio.sleep(1.0)
             nursery.cancel_scope.cancel()
         return await check(client, args.ticks)
-
-
-async def _run_host(
-    name: str,
-    argv: list[str],
-    lines: trio.MemorySendChannel[tuple[str, str]],
-    *,
-    task_status: trio.TaskStatus[Host],
-) -> None:
-    async with start_host(name, argv) as h:
-        task_status.started(h)
-        await h.pump(lines)
 
 
 async def check(client: etcdsync.Client, ticks: int) -> int:

@@ -29,7 +29,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Host, add_endpoint_argument, etcd_endpoints, start_host
+from _common import Host, add_endpoint_argument, etcd_endpoints, host_process
 
 import etcdsync
 from etcdsync.client import Compare, Op
@@ -90,7 +90,7 @@ async def drive(args: argparse.Namespace) -> int:
             for i in range(1, args.workers + 1):
                 name = f"worker-{i}"
                 argv = [__file__, "--as-worker", name, "--endpoints", endpoints, "--ttl", str(args.ttl)]
-                hosts[name] = await nursery.start(_run_host, name, argv, lines_send)
+                hosts[name] = await nursery.start(host_process, name, argv, lines_send)
 
             async def show() -> None:
                 async for name, line in lines_receive:
@@ -112,18 +112,6 @@ async def drive(args: argparse.Namespace) -> int:
             await trio.sleep(args.after_failover)
             nursery.cancel_scope.cancel()
         return await check_log(client, leaders)
-
-
-async def _run_host(
-    name: str,
-    argv: list[str],
-    lines: trio.MemorySendChannel[tuple[str, str]],
-    *,
-    task_status: trio.TaskStatus[Host],
-) -> None:
-    async with start_host(name, argv) as host:
-        task_status.started(host)
-        await host.pump(lines)
 
 
 async def check_log(client: etcdsync.Client, leaders: list[str]) -> int:

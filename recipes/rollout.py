@@ -38,7 +38,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Host, add_endpoint_argument, etcd_endpoints, start_host
+from _common import add_endpoint_argument, etcd_endpoints, host_process
 
 import etcdsync
 from etcdsync.client import Event, EventType, ListDone, Resynced
@@ -181,13 +181,14 @@ async def drive(args: argparse.Namespace) -> int:
         progress = Progress(waves)
         async with trio.open_nursery() as nursery:
             common = ["--endpoints", endpoints, "--ttl", str(args.ttl)]
-            await nursery.start(
-                _run, "coordinator", [__file__, "--as-coordinator", "coordinator", *common], lines_send
-            )
+            coordinator = [__file__, "--as-coordinator", "coordinator", *common]
+            await nursery.start(host_process, "coordinator", coordinator, lines_send)
             for name in names:
                 extra = ["--crash-self"] if name == args.crash else []
                 extra += ["--fail-health-self"] if name == args.fail_health else []
-                await nursery.start(_run, name, [__file__, "--as-host", name, *common, *extra], lines_send)
+                await nursery.start(
+                    host_process, name, [__file__, "--as-host", name, *common, *extra], lines_send
+                )
 
             async def show_lines() -> None:
                 async for name, line in lines_receive:
@@ -279,18 +280,6 @@ def report(progress: Progress, args: argparse.Namespace) -> int:
     )
     print("[rollout] OK" if ok else "[rollout] FAILED", flush=True)
     return 0 if ok else 1
-
-
-async def _run(
-    name: str,
-    argv: list[str],
-    lines: trio.MemorySendChannel[tuple[str, str]],
-    *,
-    task_status: trio.TaskStatus[Host],
-) -> None:
-    async with start_host(name, argv) as host:
-        task_status.started(host)
-        await host.pump(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
