@@ -279,12 +279,18 @@ class Client(AdminMixin):
             scope.cancel()
 
     async def _run_channel(self, address: str, *, task_status: trio.TaskStatus[Channel]) -> None:
+        started = False
         with self._service():
             async with self._open_channel(
                 address, ssl_context=_ssl_context_for(self._endpoints[address], self._tls)
             ) as ch:
                 task_status.started(ch)
+                started = True
                 await trio.sleep_forever()
+        if not started:
+            # The client closed while the channel was being opened: the service scope absorbed that
+            # cancellation, so say so to whoever is waiting in nursery.start().
+            raise trio.ClosedResourceError("this etcd client is closed")
 
     async def _channel(self, address: str) -> Channel:
         channel = self._channels.get(address)

@@ -430,8 +430,11 @@ class GrpcioChannel:
         self._thread.start()
         op = _Op()
         self._submit(op, self._setup_job)
-        with trio.CancelScope(shield=True):  # quick, and the thread must not be left behind
+        # Quick; shielded so that the thread is never left behind half set up; bounded all the same.
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
             await self._wait(op, cancel_call=False)
+        if not op.done:
+            raise RuntimeError(f"the grpcio I/O thread for {self.endpoint} did not start")
         if op.error is not None:
             await self._raise(op.error)
 
@@ -744,8 +747,9 @@ async def open_grpcio_channel(
         async with open_grpcio_channel("127.0.0.1:2379") as channel:
             data = await channel.unary("/etcdserverpb.KV/Range", request)
 
-    Entering starts the channel's I/O thread (nothing connects before the first call) and is a
-    checkpoint. Exiting cancels every open call (they raise :class:`ConnectionLost`), closes the grpc
+    Entering starts the channel's I/O thread and waits, shielded, until its loop runs (a schedule
+    point, not a cancellation point, as with ``open_h2_channel``); nothing connects before the first
+    call. Exiting cancels every open call (they raise :class:`ConnectionLost`), closes the grpc
     channel and waits, shielded and bounded, for the thread to end, also when the body raised or was
     cancelled.
 
@@ -803,7 +807,6 @@ async def open_grpcio_channel(
     )
     try:
         await channel._start()
-        await trio.lowlevel.checkpoint()
         yield channel
     finally:
         await channel._close()
