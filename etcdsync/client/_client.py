@@ -41,7 +41,7 @@ from ._errors import (
     UnavailableError,
     error_from_status,
 )
-from ._keys import key_range, require_key
+from ._keys import bytesify, key_range, require_key
 from ._lease_keeper import LeaseKeepAlive, LeaseKeeper
 from ._nursery import open_owned_nursery
 from ._sansio._backoff import Backoff
@@ -894,6 +894,7 @@ async def open_client(
     tls: ssl.SSLContext | None = None,
     username: str | None = None,
     password: str | None = None,
+    namespace: bytes | str = b"",
     transport: Literal["h2", "grpcio"] = "h2",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
@@ -908,6 +909,7 @@ async def open_client(
             is plaintext when this is ``None``). Load a CA with ``ssl.create_default_context(cafile=...)``
             and a client certificate with ``load_cert_chain``. ALPN ``h2`` is set on it.
         username: with ``password``, authenticate; the token is refreshed when the server rejects it.
+        namespace: a prefix every key lives under; the same as ``client.with_namespace(namespace)``.
         transport: ``"h2"``, etcdsync's gRPC over HTTP/2 on trio; or ``"grpcio"``, grpcio's
             ``grpc.aio`` on one private thread per endpoint (needs ``pip install 'etcdsync[grpcio]'``;
             no client certificates with ``tls``).
@@ -932,6 +934,7 @@ async def open_client(
     check_int("max_request_bytes", max_request_bytes, minimum=1)
     check_int("max_txn_ops", max_txn_ops, minimum=1)
     check_int("max_rounds", max_rounds, minimum=1)
+    prefix = bytesify(namespace, "namespace")
     open_channel = channel_opener(transport)
     async with open_owned_nursery() as nursery:
         client = Client(
@@ -949,6 +952,6 @@ async def open_client(
         )
         try:
             await trio.lowlevel.checkpoint()
-            yield client
+            yield client.with_namespace(prefix) if prefix else client
         finally:
             client._stop_services()

@@ -181,3 +181,14 @@ async def test_recipes_work_on_views_and_namespaces_do_not_collide(
         assert stats.sessions == 3
         await election.resign()
         await lock_a.release()
+
+
+async def test_open_client_namespace_keyword(client: Client, etcd_endpoint: str, etcd_prefix: bytes) -> None:
+    async with etcdsync.open_client(etcd_endpoint, namespace=etcd_prefix + b"kw/") as view:
+        assert view.namespace == etcd_prefix + b"kw/"
+        await view.put(b"k", b"v")
+    kv = await client.get(etcd_prefix + b"kw/k")
+    assert kv is not None and kv.value == b"v"
+    with pytest.raises(TypeError, match="namespace must be bytes or str"):
+        async with etcdsync.open_client(etcd_endpoint, namespace=5):  # type: ignore[arg-type]
+            pass
