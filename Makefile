@@ -27,9 +27,15 @@ docs: bootstrap
 	$(VENV)/bin/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 
 # bench/transport.py compares the transports with aetcd, which it needs installed (pip install aetcd;
-# not a project dependency). The pytest line runs benchmarks marked `bench`; it is fine to have none.
+# not a project dependency); kv.py and recipes.py also compare python-etcd3 (pip install etcd3
+# "tenacity==6.3.1"). Each script starts its own etcd; see docs/benchmarks.md. The pytest line runs
+# benchmarks marked `bench`; it is fine to have none.
 bench: bootstrap
 	$(PY) bench/transport.py $(BENCH_ARGS)
+	$(PY) bench/kv.py $(BENCH_ARGS)
+	$(PY) bench/watch.py $(BENCH_ARGS)
+	$(PY) bench/sessions.py $(BENCH_ARGS)
+	$(PY) bench/recipes.py $(BENCH_ARGS)
 	$(PY) -m pytest -q -m bench -p no:randomly $(PYTEST_ARGS) bench || [ $$? -eq 5 ]
 
 soak: bootstrap

@@ -35,12 +35,13 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from _harness import Meter, client_order, pin_process, versions as _versions
 
 CLIENTS = ("h2", "grpcio", "aetcd")
 #: aetcd's own keep-alive API, ``refresh_lease``, which opens a new stream per refresh (keepalive only).
@@ -48,40 +49,6 @@ AETCD_REFRESH = "aetcd-refresh"
 CELLS = [("put", 1), ("put", 16), ("put", 128), ("range", 1), ("range", 16), ("range", 128), ("keepalive", 1)]
 KEYS = [b"bench/key/%04d" % i for i in range(1000)]
 VALUE = b"v" * 16
-
-
-class Meter:
-    """Counts calls and samples latencies after the warm-up; wall clock and CPU of the process."""
-
-    def __init__(self) -> None:
-        self.measuring = False
-        self.count = 0
-        self.latencies: list[float] = []
-
-    def start(self) -> None:
-        self.cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        self.t0 = time.perf_counter()
-        self.measuring = True
-
-    def stop(self) -> dict[str, float]:
-        self.measuring = False
-        elapsed = time.perf_counter() - self.t0
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (cpu1.ru_utime - self.cpu0.ru_utime) + (cpu1.ru_stime - self.cpu0.ru_stime)
-        lat = sorted(self.latencies) or [0.0]
-        return {
-            "ops": self.count / elapsed,
-            "cpu_us_per_op": cpu / max(1, self.count) * 1e6,
-            "cpu_busy": cpu / elapsed,
-            "p50_ms": lat[len(lat) // 2] * 1e3,
-            "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
-        }
-
-    def record(self, started: float) -> None:
-        if self.measuring:
-            self.count += 1
-            if len(self.latencies) < 200_000:
-                self.latencies.append(time.perf_counter() - started)
 
 
 # -- children --------------------------------------------------------------------------------------------
@@ -234,13 +201,11 @@ async def parent(args: argparse.Namespace) -> dict[str, object]:
     runs: list[dict[str, object]] = []
     async with etcd_server(unsafe_no_fsync=True) as server:
         if pin:
-            os.sched_setaffinity(server.pid, {0})
+            pin_process(server.pid, {0})  # every thread of etcd, not only its main one
         started = time.monotonic()
         for repetition in range(args.repetitions):
             for op, concurrency in CELLS:
-                order = list(CLIENTS[repetition % 3 :] + CLIENTS[: repetition % 3])
-                if repetition % 2:
-                    order.reverse()
+                order = client_order(CLIENTS, repetition)
                 if op == "keepalive":
                     order.append(AETCD_REFRESH)
                 for client in order:
@@ -286,18 +251,6 @@ async def parent(args: argparse.Namespace) -> dict[str, object]:
         },
         "runs": runs,
     }
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("etcdsync", "grpcio", "aetcd", "trio", "h2", "protobuf"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "-"
-    return found
 
 
 def summarize(report: dict[str, object]) -> str:
