@@ -21,9 +21,9 @@ TTL 10 s, per contender); etcd is pinned to CPU 0. Cells:
   (create/cancel) as counted by etcd, watch events etcd sent, and the waiters' wake-ups (etcdsync:
   ``Mutex.statistics()``; peers: ``watch_once`` calls that returned an event). The peers' locks are
   used as shipped: python-etcd3 0.12.0's ``Lock.acquire()`` (default 10 s timeout; its retry
-  callback needs ``tenacity < 8.2``) and aetcd 1.0.0's ``Lock.acquire()`` (default 10 s timeout);
-  timeouts are counted. Their locks grant a lease per attempt and never revoke it: leftover leases
-  are revoked between runs.
+  callback needs ``tenacity < 7``: 6.3.1 here) and aetcd 1.0.0's ``Lock.acquire()`` (default
+  10 s timeout); timeouts are counted. Their locks grant a lease per attempt and never revoke it:
+  leftover leases are revoked between runs.
 * ``election resign``: two candidates; the leader resigns (at once, or after leading 5 ms), the
   other's ``campaign()`` returns, it resigns, ...: latency from ``resign()`` start to the new leader's
   ``campaign()`` return.
@@ -185,32 +185,35 @@ async def aetcd_mutex(args: argparse.Namespace, n: int, hold: float) -> h.Row:
     host, port = h.split_endpoint(args.endpoint)
     counters = PeerCounters(args, n)
     meter, handoffs = counters.meter, counters.handoffs
-    async with aetcd.Client(host=host, port=port) as client:
-        watch_once = client.watch_once
+    # Not closed: with hundreds of contenders cancelled, aetcd's watcher can deadlock on close (its
+    # request queue holds 10); the child leaves with os._exit once the row is out.
+    client = aetcd.Client(host=host, port=port)
+    await client.connect()
+    watch_once = client.watch_once
 
-        async def counted_watch_once(*a: Any, **kw: Any) -> Any:
-            event = await watch_once(*a, **kw)  # raises WatchTimeoutError when it times out
-            counters.wakeups += 1
-            return event
+    async def counted_watch_once(*a: Any, **kw: Any) -> Any:
+        event = await watch_once(*a, **kw)  # raises WatchTimeoutError when it times out
+        counters.wakeups += 1
+        return event
 
-        client.watch_once = counted_watch_once  # what Lock._wait_for_delete_event calls
-        locks = [client.lock(LOCK.encode(), ttl=TTL) for _ in range(n)]
+    client.watch_once = counted_watch_once  # what Lock._wait_for_delete_event calls
+    locks = [client.lock(LOCK.encode(), ttl=TTL) for _ in range(n)]
 
-        async def contender(k: int) -> None:
-            lock = locks[k]
-            while True:
-                started = time.perf_counter()
-                if not await lock.acquire():  # default timeout: 10 s
-                    counters.timeouts += 1
-                    continue
-                handoffs.acquired(k)
-                if hold:
-                    await asyncio.sleep(hold)
-                handoffs.releasing()
-                await lock.release()
-                handoffs.released(started)
+    async def contender(k: int) -> None:
+        lock = locks[k]
+        while True:
+            started = time.perf_counter()
+            if not await lock.acquire():  # default timeout: 10 s
+                counters.timeouts += 1
+                continue
+            handoffs.acquired(k)
+            if hold:
+                await asyncio.sleep(hold)
+            handoffs.releasing()
+            await lock.release()
+            handoffs.released(started)
 
-        return await h.asyncio_drive(contender, n, meter, **_drive(args))
+    return await h.asyncio_drive(contender, n, meter, **_drive(args))
 
 
 def etcd3_mutex(args: argparse.Namespace, n: int, hold: float) -> h.Row:
@@ -421,14 +424,17 @@ def child(args: argparse.Namespace) -> None:
         client, n, hold = rest[0], int(rest[1]), float(rest[2]) / 1000
         if client == "put":
             row = trio.run(etcdsync_put, args)
-        elif client == "aetcd":
-            import asyncio
+        elif client in ("aetcd", "etcd3"):
+            if client == "aetcd":
+                import asyncio
 
-            row = asyncio.run(aetcd_mutex(args, n, hold))
-        elif client == "etcd3":
-            row = etcd3_mutex(args, n, hold)
+                loop = asyncio.new_event_loop()
+                row = loop.run_until_complete(aetcd_mutex(args, n, hold))
+            else:
+                row = etcd3_mutex(args, n, hold)
             h.emit(row)
-            os._exit(0)  # python-etcd3's watcher and grpc threads can hold up interpreter exit
+            # Stuck peer tasks (aetcd) or threads (python-etcd3's watcher, grpc) can hold up the exit.
+            os._exit(0)
         else:
             row = trio.run(etcdsync_mutex, args, n, hold)
     elif cell == "election-resign":
