@@ -27,7 +27,7 @@ from typing import final
 import attrs
 import trio
 
-from ._keys import WaitStatistics, name_prefix, participant_key, wait_for_predecessors
+from ._keys import WaitStatistics, name_prefix, participant_key, remove_own_key, wait_for_predecessors
 from ._session import Session
 from .client import (
     CompactedError,
@@ -181,21 +181,7 @@ class Election:
 
     async def _remove_key(self, my_rev: int) -> bool:
         """Delete our candidate key, fenced (by revision, or by lease when the revision is unknown)."""
-        if my_rev:
-            fence = Compare.create_revision(self._key) == my_rev
-        else:
-            fence = Compare.lease(self._key) == self._session.lease_id
-        with trio.move_on_after(self._bound(), shield=True):
-            try:
-                resp = await self._session.client.txn(compare=[fence], success=[Op.delete(self._key)])
-            except (EtcdError, trio.ClosedResourceError) as exc:
-                logger.warning(
-                    "could not remove candidate key %r (%r); it goes with the lease", self._key, exc
-                )
-                return False
-            return resp.succeeded
-        logger.warning("removing candidate key %r timed out; it goes with the session's lease", self._key)
-        return False
+        return await remove_own_key(self._session, self._key, my_rev, self._bound(), what="candidate")
 
     async def proclaim(self, value: bytes | str) -> None:
         """Announce a new value as the leader, without losing leadership. A checkpoint.

@@ -37,7 +37,6 @@ is not re-entrant: acquiring it while it is held or being acquired raises ``Runt
 from __future__ import annotations
 
 import logging
-import math
 import weakref
 from contextlib import AbstractContextManager
 from typing import Final, final
@@ -46,11 +45,10 @@ import attrs
 import trio
 
 from ._hold import SessionHold
-from ._keys import WaitStatistics, name_prefix, participant_key, wait_for_predecessors
+from ._keys import WaitStatistics, name_prefix, participant_key, remove_own_key, wait_for_predecessors
 from ._session import Session
 from .client import (
     Compare,
-    EtcdError,
     LockReleasedError,
     Op,
     RangeResponse,
@@ -253,29 +251,12 @@ class QueueLock(SessionHold):
             self._reset()
 
     async def _delete_own_key(self, my_rev: int) -> bool:
-        """Delete our key, fenced; returns whether it was ours and is now gone. Shielded and bounded."""
-        client = self._session.client
-        if my_rev:
-            fence = Compare.create_revision(self._key) == my_rev
-        else:
-            # The creating txn's outcome is unknown (cancelled mid-flight): the key, if it exists, is
-            # ours, since the local lock lets only this object use it.
-            fence = Compare.lease(self._key) == self._session.lease_id
-        bound = self._session.ttl if self._cleanup_timeout is None else self._cleanup_timeout
-        with trio.move_on_after(bound if math.isfinite(bound) else math.inf, shield=True) as scope:
-            try:
-                resp = await client.txn(compare=[fence], success=[Op.delete(self._key)])
-            except (EtcdError, trio.ClosedResourceError) as exc:
-                logger.warning(
-                    "could not remove lock key %r (%r); it goes with the session's lease", self._key, exc
-                )
-                return False
-            return resp.succeeded
-        if scope.cancelled_caught:
-            logger.warning(
-                "removing lock key %r took over %.1f s; it goes with the session's lease", self._key, bound
-            )
-        return False
+        """Delete our key, fenced; returns whether it was ours and is now gone. Shielded and bounded.
+
+        With ``my_rev == 0`` (the creating txn's outcome is unknown) the fence is our lease: the key,
+        if it exists, is ours, since the local turn lets only this object use it.
+        """
+        return await remove_own_key(self._session, self._key, my_rev, self._bound(), what="lock")
 
     def _reset(self) -> None:
         self._revision = 0
