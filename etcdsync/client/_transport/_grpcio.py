@@ -320,8 +320,16 @@ class GrpcioChannel:
 
     def _finish(self, op: _Op) -> None:
         """Hand a finished call's job back to trio (on the I/O thread)."""
-        # A call that worked had a connection; after a failure, ask grpc. See "Statistics" above.
-        ready = op.error is None or (self._grpc is not None and self._grpc.get_state() is _READY)
+        # A call that worked had a connection; one that lost it saw it down, even if grpc has
+        # reconnected by now; after a server's error status, ask grpc. See "Statistics" above.
+        if op.error is None:
+            ready = True
+        elif isinstance(op.error, ConnectionLost) or (
+            isinstance(op.error, _Status) and self._connection_failure(op.error) is not None
+        ):
+            ready = False
+        else:
+            ready = self._grpc is not None and self._grpc.get_state() is _READY
         self._connects += ready and not self._was_ready
         self._was_ready = ready
         self._hand_back(op)
