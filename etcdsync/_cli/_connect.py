@@ -21,6 +21,7 @@ from ..client import (
     NoEndpointAvailableError,
     TransportError,
     open_client,
+    tls_context,
 )
 from ._runtime import CliError, UsageError
 
@@ -49,7 +50,7 @@ class ConnectOptions:
         if self.key and not self.cert:
             raise UsageError("--key needs --cert (the client certificate it belongs to)")
         try:
-            context = ssl.create_default_context(cafile=self.cacert or None)
+            context = tls_context(cafile=self.cacert or None)
         except (OSError, ssl.SSLError) as exc:
             raise CliError(
                 f"cannot load the CA certificate {self.cacert!r} (--cacert): {_reason(exc)}"

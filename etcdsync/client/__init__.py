@@ -89,6 +89,7 @@ from ._list_watch import (
 from ._snapshot import (
     SnapshotStream as SnapshotStream,
 )
+from ._tls import tls_context as tls_context
 from ._txn import (
     Compare as Compare,
     CompareResult as CompareResult,
@@ -237,6 +238,7 @@ __all__ = (
     "WatchStatistics",
     "list_and_watch",
     "open_client",
+    "tls_context",
 )
 
 

@@ -6,12 +6,14 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
 import trio
 from transport.certs import Pki, make_pki  # tests/ is on sys.path (its conftest)
 
 import etcdsync
+from etcdsync.client import tls_context
 from etcdsync.testing import EtcdServer, etcd_server
 
 
@@ -49,19 +51,27 @@ async def test_tls_server_verified(pki: Pki) -> None:
             assert "CERTIFICATE_VERIFY_FAILED" in str(info.value) or "certificate" in str(info.value).lower()
 
 
-async def test_mutual_tls(pki: Pki) -> None:
+@pytest.mark.parametrize("transport", ["h2", "grpcio"])
+async def test_mutual_tls(pki: Pki, transport: Literal["h2", "grpcio"]) -> None:
     args = [
         "--cert-file", str(pki.server_cert), "--key-file", str(pki.server_key),
         "--client-cert-auth", "--trusted-ca-file", str(pki.ca),
     ]  # fmt: skip
     async with etcd_server(host="127.0.0.1", extra_args=args) as server:
+        contexts = [tls_context(cafile=pki.ca, certfile=pki.client_cert, keyfile=pki.client_key)]
+        if transport == "h2":  # h2 hands trio the context itself, so a plain one works as well
+            contexts.append(client_context(pki, with_cert=True))
+        for context in contexts:
+            async with etcdsync.open_client(
+                f"https://{server.endpoint}", tls=context, transport=transport
+            ) as c:
+                await c.put(b"/mtls/k", b"v")
+                assert (await c.get(b"/mtls/k")) is not None
         async with etcdsync.open_client(
-            f"https://{server.endpoint}", tls=client_context(pki, with_cert=True)
-        ) as c:
-            await c.put(b"/mtls/k", b"v")
-            assert (await c.get(b"/mtls/k")) is not None
-        async with etcdsync.open_client(
-            f"https://{server.endpoint}", tls=client_context(pki, with_cert=False), max_rounds=1
+            f"https://{server.endpoint}",
+            tls=client_context(pki, with_cert=False),
+            max_rounds=1,
+            transport=transport,
         ) as c:
             with trio.fail_after(20), pytest.raises(etcdsync.NoEndpointAvailableError):
                 await c.get(b"/mtls/k")

@@ -13,16 +13,18 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives import serialization
 
 import etcdsync
 from etcdsync._version import __version__
+from etcdsync.client import tls_context
 from etcdsync.client._pb import rpc_pb2
 from etcdsync.client._sansio._grpc import decode_timeout
 from etcdsync.client._transport import ChannelState, ConnectionLost, StatusError, channel_opener
 from etcdsync.client._transport._grpcio import GrpcioChannel, GrpcioStream, open_grpcio_channel
 from etcdsync.testing import etcd_server
 
-from .certs import make_pki
+from .certs import Pki, make_pki
 from .fakeserver import FakeCall, open_fake_server
 from .test_conformance import HASLEADER, PUT, RANGE, WATCH, put, range_, watch_create
 
@@ -170,15 +172,54 @@ async def test_tls_verifies_the_server_and_has_no_client_certificate(tmp_path: P
         async with etcd_server(host="127.0.0.1", unsafe_no_fsync=True, extra_args=mutual) as server:
             context.load_cert_chain(pki.client_cert, pki.client_key)  # invisible to grpcio
             async with open_grpcio_channel(server.endpoint, ssl_context=context) as channel:
-                with pytest.raises(ConnectionLost, match="this transport sends none") as info:
+                with pytest.raises(ConnectionLost, match="only from a context made by") as info:
                     await channel.unary(RANGE, range_(b"tls"))
                 assert info.value.request_sent is False
+            # Mutual TLS: a context from tls_context() hands grpc the client chain and key it loaded.
+            for mtls in (
+                tls_context(cafile=pki.ca, certfile=pki.client_cert, keyfile=pki.client_key),
+                _loaded_later(tls_context(cafile=pki.ca), pki),
+            ):
+                async with open_grpcio_channel(server.endpoint, ssl_context=mtls) as channel:
+                    await channel.unary(PUT, put(b"mtls", b"both ways"), metadata=HASLEADER)
+                    got = rpc_pb2.RangeResponse.FromString(await channel.unary(RANGE, range_(b"mtls")))
+                    assert got.kvs[0].value == b"both ways"
     unverified = ssl.create_default_context()
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
     with pytest.raises(ValueError, match="always verifies"):
         async with open_grpcio_channel("127.0.0.1:2379", ssl_context=unverified):
             pass  # pragma: no cover
+
+
+def _loaded_later(context: ssl.SSLContext, pki: Pki) -> ssl.SSLContext:
+    context.load_cert_chain(pki.client_cert, pki.client_key)
+    return context
+
+
+def test_tls_context_refuses_what_grpc_cannot_use(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    with pytest.raises(ValueError, match="keyfile needs certfile"):
+        tls_context(keyfile=pki.client_key)
+    # A password-protected key: grpc takes no password, so the grpcio channel refuses it up front.
+    encrypted = tmp_path / "client-encrypted.key"
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), password=None)
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pw"),
+        )
+    )
+    context = tls_context(cafile=pki.ca)
+    context.load_cert_chain(pki.client_cert, encrypted, password="pw")
+    with pytest.raises(ValueError, match="password-protected client key"):
+        trio.run(_open_and_close, context)
+
+
+async def _open_and_close(context: ssl.SSLContext) -> None:
+    async with open_grpcio_channel("127.0.0.1:2379", ssl_context=context):
+        pass  # pragma: no cover
 
 
 # -- the channel object, and choosing the transport ------------------------------------------------------------

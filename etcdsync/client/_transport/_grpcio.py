@@ -31,9 +31,11 @@ False)``, which the client core retries within the caller's deadline.
 
 TLS: grpc wants PEM bytes, not an :class:`ssl.SSLContext`. The server is verified against the
 context's CA certificates, read back with ``get_ca_certs(binary_form=True)`` (grpc's default roots
-if it has none in memory). A client certificate cannot be read out of an SSLContext, so this
-transport does no mutual TLS: such servers refuse the handshake, and the ``ConnectionLost`` says
-why. Contexts that skip verification are refused with ValueError.
+if it has none in memory). A client certificate cannot be read out of a plain SSLContext, so mutual TLS
+needs a context made by :func:`etcdsync.client.tls_context`, which keeps the PEM bytes of the chain
+it loads (a password-protected key is refused with ValueError: grpc takes no password). With a plain
+context no client certificate is sent: a server that wants one refuses the handshake, and the
+``ConnectionLost`` says why. Contexts that skip verification are refused with ValueError.
 
 Statistics: ``reconnects`` counts the connection coming back after a failed call saw it down; a
 drop and reconnect between two calls that both work goes uncounted. (Watching grpc's connectivity
@@ -59,6 +61,7 @@ import trio
 
 from ..._version import __version__
 from .._sansio._grpc import StatusCode, validate_metadata
+from .._tls import client_pem
 from ._base import ChannelState, ChannelStatistics, ConnectionLost, StatusError
 
 __all__ = ["GrpcioChannel", "GrpcioStream", "open_grpcio_channel"]
@@ -225,7 +228,17 @@ def _credentials(context: ssl.SSLContext) -> object:
             "use transport='h2' for a context that does not"
         )
     roots = b"".join(ssl.DER_cert_to_PEM_cert(der).encode() for der in context.get_ca_certs(binary_form=True))
-    credentials: object = grpc.ssl_channel_credentials(root_certificates=roots or None)
+    pem = client_pem(context)
+    if pem is not None and pem.key is None:
+        raise ValueError(
+            "the grpcio transport cannot use a password-protected client key (grpc takes no password); "
+            "use transport='h2', or an unencrypted key file"
+        )
+    credentials: object = grpc.ssl_channel_credentials(
+        root_certificates=roots or None,
+        private_key=None if pem is None else pem.key,
+        certificate_chain=None if pem is None else pem.chain,
+    )
     return credentials
 
 
@@ -243,6 +256,7 @@ class GrpcioChannel:
         *,
         options: list[tuple[str, object]],
         credentials: object,
+        sends_client_certificate: bool = False,
         max_send_message_length: int,
         _private: object = None,
     ) -> None:
@@ -251,6 +265,7 @@ class GrpcioChannel:
         self.endpoint = endpoint
         self._options = options
         self._credentials = credentials
+        self._sends_client_certificate = sends_client_certificate
         self._max_send = max_send_message_length
         self._trio_token = trio.lowlevel.current_trio_token()
         self._loop = asyncio.new_event_loop()
@@ -523,8 +538,11 @@ class GrpcioChannel:
                 message = f"the connection to {self.endpoint} broke: {error.details}"
             else:
                 message = f"could not connect to {self.endpoint}: {error.details}"
-                if self._credentials is not None:
-                    message += " (TLS; if the server wants a client certificate: this transport sends none)"
+                if self._credentials is not None and not self._sends_client_certificate:
+                    message += (
+                        " (TLS without a client certificate: this transport can send one only from a "
+                        "context made by etcdsync.client.tls_context)"
+                    )
             self._last_error = message
             raise ConnectionLost(message, endpoint=self.endpoint, request_sent=request_sent) from error.cause
         if error is _LOCALLY_CANCELLED:
@@ -810,6 +828,7 @@ async def open_grpcio_channel(
         endpoint,
         options=options,
         credentials=credentials,
+        sends_client_certificate=ssl_context is not None and client_pem(ssl_context) is not None,
         max_send_message_length=max_send_message_length,
         _private=_PRIVATE,
     )
