@@ -19,12 +19,13 @@ extensions = [
 # other projects' objects are plain text; nitpicky still checks every reference into etcdsync itself.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(trio|attrs|ssl|collections|typing|enum|os|pathlib)\..*"),
+    (r"py:.*", r"(trio|attrs|ssl|collections|typing|enum|os|pathlib|subprocess)\..*"),
+    (r"py:mod", r"etcdsync\.client"),
     (r"py:class", r"(bytes|str|int|float|bool|None|Exception|BaseException|type|object)"),
     (r"py:class", r"(Sequence|Mapping|Iterable|AsyncIterator|Metadata|KeyValue|_E|OpResponse|AnyOp)"),
     (r"py:class", r"(random|contextlib|abc|types)\..*"),
     (r"py:class", r"(AbstractAsyncContextManager|AbstractContextManager|TracebackType|Self|Ts|T)"),
-    (r"py:class", r"etcdsync\.client\._.*"),
+    (r"py:class", r"etcdsync\.(client|testing)\._.*"),
     (r"py:.*", r"etcdsync\._.*"),
 ]
 

@@ -305,7 +305,7 @@ class EtcdProcess:
 
     @property
     def endpoint(self) -> str:
-        """The client endpoint, ``"127.a.b.c:port"`` (no scheme); :attr:`access_endpoint` when that is set."""
+        """The client endpoint, ``"127.a.b.c:port"`` (no scheme); ``access_endpoint`` when that is set."""
         return self.access_endpoint or self.listen_endpoint
 
     @property
@@ -330,7 +330,7 @@ class EtcdProcess:
 
     @property
     def probe_endpoint(self) -> str:
-        """Where readiness is probed: the client port, or the metrics port when the client port is TLS."""
+        """The endpoint readiness is probed on: the client port, or the metrics port when that is TLS."""
         return self.metrics_endpoint if self.options.client_tls else self.endpoint
 
     @property

@@ -120,7 +120,7 @@ async def aclose_processes(processes: Sequence[EtcdProcess]) -> None:
 @attrs.define(eq=False, repr=False)
 class EtcdServer:
     """Async handle on one etcd member, yielded by :func:`etcd_server` and listed in
-    :attr:`EtcdCluster.members`.
+    ``EtcdCluster.members``.
 
     Example:
         >>> import trio
