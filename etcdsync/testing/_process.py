@@ -330,7 +330,7 @@ class EtcdProcess:
 
     @property
     def probe_endpoint(self) -> str:
-        """The endpoint readiness is probed on: the client port, or the metrics port when that is TLS."""
+        """The endpoint readiness is probed on (the client port, or the metrics port when that is TLS)."""
         return self.metrics_endpoint if self.options.client_tls else self.endpoint
 
     @property
