@@ -11,6 +11,11 @@ A lease is declared lost — its :class:`KeptLease` ``lost`` event is set — wh
 the server answered TTL <= 0, or no keep-alive was acknowledged within the TTL counted from the send
 time of the last acknowledged one. Expiry is checked by its own task, so it is declared on time even
 while no connection can be made.
+
+Both tasks sleep in a cancel scope whose deadline is the schedule's next send (or expiry) time. Adding
+a lease that is due sooner moves that deadline earlier instead of waking the task, so granting n
+sessions costs O(n log n), not n wake-ups; removing one needs no wake-up at all (a task that wakes
+for nothing just finds nothing due).
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ class KeptLease:
     keepalives_acknowledged: int = 0
     #: Cancel scopes to cancel when the lease is lost (see LeaseKeepAlive.cancel_on_loss).
     scopes: set[trio.CancelScope] = attrs.field(factory=set)
+    #: The serialized LeaseKeepAliveRequest, built once rather than per keep-alive.
+    request: bytes = attrs.field(init=False, repr=False)
+
+    @request.default
+    def _request(self) -> bytes:
+        return cv.lease_keep_alive_request(self.lease_id)
 
 
 _PRIVATE: Final = object()
@@ -159,16 +170,23 @@ class LeaseKeeper:
     schedule: KeepAliveSchedule = attrs.field(factory=KeepAliveSchedule)
     leases: dict[int, KeptLease] = attrs.field(factory=dict)
     streams_opened: int = 0
-    _changed: trio.Event = attrs.field(factory=trio.Event)
+    #: Set by add() while the task waits for a first lease (there is nothing to stream for before).
+    _lease_added: trio.Event | None = None
+    #: The sleeps of the send loop and of the expiry watcher, while they sleep (see the module docstring).
+    _send_sleep: trio.CancelScope | None = None
+    _expiry_sleep: trio.CancelScope | None = None
     _running: bool = False
 
     def add(self, lease_id: int, *, ttl: int, granted_at: float) -> KeptLease:
         """Keep ``lease_id`` alive from now on; ``granted_at`` is the send time of the request that
         granted or last renewed it. Starts the background task if needed."""
-        self.schedule.add(lease_id, ttl=ttl, granted_at=granted_at)
+        state = self.schedule.add(lease_id, ttl=ttl, granted_at=granted_at)
         kept = KeptLease(lease_id, ttl)
         self.leases[lease_id] = kept
-        self._poke()
+        _wake_by(self._send_sleep, state.next_send_at)
+        _wake_by(self._expiry_sleep, state.valid_until)
+        if self._lease_added is not None:
+            self._lease_added.set()
         if not self._running:
             self._running = True
             self.client._nursery.start_soon(self._run, name=f"etcdsync lease keeper {id(self):#x}")
@@ -182,11 +200,6 @@ class LeaseKeeper:
         """Stop keeping ``lease_id`` alive (it is not revoked)."""
         self.schedule.remove(lease_id)
         self.leases.pop(lease_id, None)
-        self._poke()
-
-    def _poke(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
     def _declare_lost(self, lease_id: int, reason: str) -> None:
         kept = self.leases.get(lease_id)
@@ -202,18 +215,23 @@ class LeaseKeeper:
     async def _watch_expiry(self) -> None:
         """Declare leases lost when their validity runs out, connection or not."""
         while True:
-            now = trio.current_time()
-            for lease_id in self.schedule.expired(now):
+            for lease_id in self.schedule.expired(trio.current_time()):
                 self._declare_lost(lease_id, "no keep-alive was acknowledged within the lease's TTL")
-            changed = self._changed
-            with trio.move_on_at(self.schedule.next_expiry()):
-                await changed.wait()
+            with trio.CancelScope(deadline=self.schedule.next_expiry()) as self._expiry_sleep:
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self._expiry_sleep = None
 
     async def _keep_streaming(self) -> None:
         backoff = Backoff(initial=0.05, maximum=2.0, rng=random.Random())
         while True:
             if not self.leases:
-                await self._changed.wait()
+                self._lease_added = trio.Event()
+                try:
+                    await self._lease_added.wait()
+                finally:
+                    self._lease_added = None
                 continue
             address = self.client._picker.current
             token = self.client._token
@@ -254,10 +272,13 @@ class LeaseKeeper:
             self.streams_opened += 1
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_loop, stream)
+                answered = False
                 while True:
                     data = await stream.receive()
                     _, lease_id, ttl = cv.lease_keep_alive_ttl(data)
-                    backoff.reset()
+                    if not answered:
+                        answered = True
+                        backoff.reset()  # the stream works (once per stream: this loop is hot)
                     kept = self.leases.get(lease_id)
                     if kept is not None:
                         kept.keepalives_acknowledged += 1
@@ -265,11 +286,24 @@ class LeaseKeeper:
                             kept.ttl = ttl
                     if self.schedule.on_response(lease_id, ttl=ttl):
                         self._declare_lost(lease_id, "the server says the lease has expired or was revoked")
+                    elif self._send_sleep is not None and (state := self.schedule.get(lease_id)) is not None:
+                        _wake_by(self._send_sleep, state.next_send_at)  # (rarely) due sooner now
 
     async def _send_loop(self, stream: Stream) -> None:
+        # Everything due within the schedule's coalescing window goes out on one wake-up; the
+        # transport's writer then puts the whole batch into one socket write.
         while True:
             for lease_id in self.schedule.due(trio.current_time()):
-                await stream.send(cv.lease_keep_alive_request(lease_id))
-            changed = self._changed
-            with trio.move_on_at(self.schedule.next_wakeup()):
-                await changed.wait()
+                kept = self.leases.get(lease_id)
+                await stream.send(kept.request if kept is not None else cv.lease_keep_alive_request(lease_id))
+            with trio.CancelScope(deadline=self.schedule.next_send()) as self._send_sleep:
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self._send_sleep = None
+
+
+def _wake_by(sleep: trio.CancelScope | None, when: float) -> None:
+    """Make a task sleeping in ``sleep`` wake no later than ``when``."""
+    if sleep is not None and when < sleep.deadline:
+        sleep.deadline = when
