@@ -123,12 +123,36 @@ def _ssl_context_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLC
 
 @attrs.define
 class _SharedState:
-    """The parts of a client that it rebinds, shared by the client and every namespaced view of it."""
+    """The parts of a client that it rebinds, shared by the client and every namespaced view of it.
+
+    ``metadata`` is what every call sends: ``hasleader``, and the token when there is one. It is
+    rebuilt only when the token changes (:meth:`set_token`), not per call.
+    """
 
     token: str | None = None
+    metadata: tuple[tuple[str, str], ...] = (_HASLEADER,)
     closed: bool = False
     failovers: int = 0
     watch_hub: WatchHub | None = None
+
+    def set_token(self, token: str | None) -> None:
+        self.token = token
+        self.metadata = (_HASLEADER,) if token is None else (_HASLEADER, ("token", token))
+
+
+#: What the transaction cache remembers of a transaction sent with the same three tuples before.
+@attrs.frozen
+class _CachedTxn:
+    compare: tuple[Compare, ...]
+    success: tuple[AnyOp, ...]
+    failure: tuple[AnyOp, ...]
+    request: bytes
+    idempotent: bool
+
+
+#: How many transactions the cache holds, and the largest request it keeps (it keeps the ops too).
+_TXN_CACHE_SIZE: Final = 64
+_TXN_CACHE_MAX_BYTES: Final = 4096
 
 
 @final
@@ -182,6 +206,9 @@ class Client(AdminMixin):
         # What every namespaced view of this client shares, and may rebind.
         self._state = _SharedState()
         self._ns = Namespace(b"")
+        # Serialized transactions by the identity of their (compare, success, failure) tuples and the
+        # namespace; shared with every view (see _txn_request_cached).
+        self._txn_cache: dict[tuple[int, int, int, bytes], _CachedTxn] = {}
 
     # The shared mutable state, under the names the rest of the client layer uses.
     @property
@@ -190,7 +217,7 @@ class Client(AdminMixin):
 
     @_token.setter
     def _token(self, value: str | None) -> None:
-        self._state.token = value
+        self._state.set_token(value)
 
     @property
     def _closed(self) -> bool:
@@ -303,9 +330,7 @@ class Client(AdminMixin):
         return channel
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        if self._token is None:
-            return (_HASLEADER,)
-        return (_HASLEADER, ("token", self._token))
+        return self._state.metadata
 
     def _check_open(self) -> None:
         if self._closed:
@@ -326,70 +351,137 @@ class Client(AdminMixin):
     async def _call_once(
         self, address: str, path: str, request: bytes, *, idempotent: bool, authenticate: bool
     ) -> bytes:
-        """One attempt on one endpoint, with at most one transparent re-authentication."""
+        """One attempt on one endpoint, with at most one transparent re-authentication.
+
+        Raises:
+            ConnectionLost: as the channel raised it.
+            RpcError: the server's status, mapped (``idempotent`` does not matter here).
+        """
         channel = await self._channel(address)
-        reauthenticated = False
-        while True:
-            token = self._token
-            try:
-                return await channel.unary(path, request, metadata=self._metadata())
-            except StatusError as exc:
-                err = error_from_status(exc.code, exc.message, exc.trailers)
-                if (
-                    isinstance(err, InvalidAuthTokenError)
-                    and authenticate
-                    and self._credentials is not None
-                    and not reauthenticated
-                ):
-                    # The token expired or the auth store moved on; the request was not applied.
-                    reauthenticated = True
-                    await self._authenticate(token)
-                    continue
-                raise err from exc
+        token = self._state.token
+        try:
+            return await channel.unary(path, request, metadata=self._state.metadata)
+        except StatusError as exc:
+            return await self._after_status(channel, path, request, exc, token, authenticate=authenticate)
+
+    async def _after_status(
+        self,
+        channel: Channel,
+        path: str,
+        request: bytes,
+        status: StatusError,
+        token: str | None,
+        *,
+        authenticate: bool,
+    ) -> bytes:
+        """Map a call's non-OK ``status`` and raise it, unless it says the ``token`` it was sent with
+        is stale and we may re-authenticate: then get a new token and send the call once more.
+        """
+        err = error_from_status(status.code, status.message, status.trailers)
+        if not (isinstance(err, InvalidAuthTokenError) and authenticate and self._credentials is not None):
+            raise err from status
+        # The token expired or the auth store moved on; the request was not applied.
+        await self._authenticate(token)
+        try:
+            return await channel.unary(path, request, metadata=self._state.metadata)
+        except StatusError as again:
+            raise error_from_status(again.code, again.message, again.trailers) from again
 
     async def _unary(
         self, path: str, request: bytes, *, idempotent: bool, authenticate: bool = True
     ) -> bytes:
-        """Send a unary call, failing over to other endpoints when that is safe (see the module docstring)."""
-        self._check_open()
-        if authenticate and self._credentials is not None and self._token is None:
+        """Send a unary call, failing over to other endpoints when that is safe (see the module docstring).
+
+        The usual case -- the preferred endpoint has not failed and its channel is open -- is one
+        attempt with nothing allocated for a failover; only a failed attempt goes on to
+        :meth:`_failover`, which tries the other endpoints by the same rules.
+        """
+        state = self._state
+        if state.closed:
+            raise trio.ClosedResourceError("this etcd client is closed")
+        if authenticate and state.token is None and self._credentials is not None:
             await self._authenticate(None)
+        address = self._picker.first()
+        channel = None if address is None else self._channels.get(address)
+        if address is None or channel is None:
+            return await self._failover(path, request, idempotent=idempotent, authenticate=authenticate)
+        token = state.token
+        failure: ConnectionLost | UnavailableError
+        try:
+            try:
+                data = await channel.unary(path, request, metadata=state.metadata)
+            except StatusError as exc:
+                data = await self._after_status(channel, path, request, exc, token, authenticate=authenticate)
+        except (ConnectionLost, UnavailableError) as exc:
+            failure = exc
+        else:
+            self._picker.succeeded(address)
+            return data
         failures: dict[str, BaseException] = {}
+        self._attempt_failed(address, path, failure, idempotent=idempotent, failures=failures)
+        return await self._failover(
+            path, request, idempotent=idempotent, authenticate=authenticate, failures=failures, tried=address
+        )
+
+    def _attempt_failed(
+        self,
+        address: str,
+        path: str,
+        exc: ConnectionLost | UnavailableError,
+        *,
+        idempotent: bool,
+        failures: dict[str, BaseException],
+    ) -> None:
+        """Record that ``address`` failed; raise ``OutcomeUnknownError`` if the call must not be retried."""
+        self._picker.failed(address, trio.current_time())
+        if isinstance(exc, ConnectionLost):
+            if exc.request_sent and not idempotent:
+                raise OutcomeUnknownError(
+                    f"{path} was sent to {address} and the connection broke before the answer; "
+                    "it may or may not have been applied"
+                ) from exc
+        elif not idempotent and not isinstance(exc, NoClusterLeaderError):
+            raise OutcomeUnknownError(
+                f"{path} on {address} failed with {exc}; it may or may not have been applied"
+            ) from exc
+        failures[address] = exc
+        logger.debug("etcd call %s failed on %s: %r; trying the next endpoint", path, address, exc)
+
+    async def _failover(
+        self,
+        path: str,
+        request: bytes,
+        *,
+        idempotent: bool,
+        authenticate: bool,
+        failures: dict[str, BaseException] | None = None,
+        tried: str | None = None,
+    ) -> bytes:
+        """Try every endpoint in the picker's order, for up to ``max_rounds`` rounds with backoff between.
+
+        ``tried`` is an endpoint this call already failed on in the first round (``failures`` says
+        how); it is not tried again in that round.
+        """
+        if failures is None:
+            failures = {}
         backoff = Backoff(initial=0.025, maximum=1.0, rng=self._rng)
         for round_number in range(self._max_rounds):
             if round_number:
                 await trio.sleep(backoff.next_delay())
             for address in self._picker.order(trio.current_time()):
+                if round_number == 0 and address == tried:
+                    continue
                 try:
                     data = await self._call_once(
                         address, path, request, idempotent=idempotent, authenticate=authenticate
                     )
-                except ConnectionLost as exc:
-                    self._picker.failed(address, trio.current_time())
-                    if exc.request_sent and not idempotent:
-                        raise OutcomeUnknownError(
-                            f"{path} was sent to {address} and the connection broke before the answer; "
-                            "it may or may not have been applied"
-                        ) from exc
-                    failures[address] = exc
-                except UnavailableError as exc:
-                    self._picker.failed(address, trio.current_time())
-                    if not idempotent and not isinstance(exc, NoClusterLeaderError):
-                        raise OutcomeUnknownError(
-                            f"{path} on {address} failed with {exc}; it may or may not have been applied"
-                        ) from exc
-                    failures[address] = exc
+                except (ConnectionLost, UnavailableError) as exc:
+                    self._attempt_failed(address, path, exc, idempotent=idempotent, failures=failures)
                 else:
                     if failures:
                         self._failovers += 1
                     self._picker.succeeded(address)
                     return data
-                logger.debug(
-                    "etcd call %s failed on %s: %r; trying the next endpoint",
-                    path,
-                    address,
-                    failures.get(address),
-                )
         raise NoEndpointAvailableError(f"{path} failed on every endpoint", errors=failures)
 
     def _check_request_size(self, request: bytes) -> bytes:
@@ -401,18 +493,21 @@ class Client(AdminMixin):
         return request
 
     def _check_txn(self, txn: TxnOp) -> None:
-        for name, items in (
-            ("compares", txn.compare),
-            ("success ops", txn.success),
-            ("failure ops", txn.failure),
-        ):
-            if len(items) > self._max_txn_ops:
-                raise ValueError(
-                    f"txn has {len(items)} {name}; the limit is {self._max_txn_ops} "
-                    "(max_txn_ops; etcd's --max-txn-ops)"
-                )
+        limit = self._max_txn_ops
+        if len(txn.compare) > limit or len(txn.success) > limit or len(txn.failure) > limit:
+            for name, items in (
+                ("compares", txn.compare),
+                ("success ops", txn.success),
+                ("failure ops", txn.failure),
+            ):
+                if len(items) > limit:
+                    raise ValueError(
+                        f"txn has {len(items)} {name}; the limit is {limit} "
+                        "(max_txn_ops; etcd's --max-txn-ops)"
+                    )
         for branch in (txn.success, txn.failure):
-            _check_branch_keys(branch)
+            if len(branch) > 1:  # one op cannot clash with itself
+                _check_branch_keys(branch)
             for op in branch:
                 if isinstance(op, TxnOp):
                     self._check_txn(op)
@@ -432,8 +527,12 @@ class Client(AdminMixin):
             CompactedError: ``revision`` has been compacted.
             FutureRevisionError: ``revision`` is newer than the store.
         """
-        resp = await self.range(key, revision=revision, serializable=serializable)
-        return resp.kvs[0] if resp.kvs else None
+        # The same request as range(key, revision=..., serializable=...), without its RangeOp and
+        # RangeResponse.
+        wire_key, _ = self._ns.key_range(require_key(key), b"")
+        request = cv.get_request(wire_key, check_int("revision", revision), bool(serializable))
+        data = await self._unary(rpc.KV_RANGE.path, self._check_request_size(request), idempotent=True)
+        return self._ns.kv_or_none(cv.get_response(data))
 
     async def range(
         self,
@@ -485,14 +584,16 @@ class Client(AdminMixin):
             max_mod_revision=max_mod_revision,
             serializable=serializable,
         )
-        return await self._range(op)
+        data = await self._unary(rpc.KV_RANGE.path, self._range_request(op), idempotent=True)
+        return self._ns.range_response(cv.range_response(data))
 
-    async def _range(self, op: RangeOp) -> RangeResponse:
+    def _range_request(self, op: RangeOp) -> bytes:
         wire = self._ns.op(op)
         assert isinstance(wire, RangeOp)
-        data = await self._unary(
-            rpc.KV_RANGE.path, self._check_request_size(cv.range_request(wire)), idempotent=True
-        )
+        return self._check_request_size(cv.range_request(wire))
+
+    async def _range(self, op: RangeOp) -> RangeResponse:
+        data = await self._unary(rpc.KV_RANGE.path, self._range_request(op), idempotent=True)
         return self._ns.range_response(cv.range_response(data))
 
     async def iter_range(
@@ -621,6 +722,13 @@ class Client(AdminMixin):
                 failure=[Op.get(b"/leader")],
             )
         """
+        if type(guard) is tuple and not guard:  # the usual case, with no coroutine between us and _unary
+            if type(compare) is tuple and type(success) is tuple and type(failure) is tuple:
+                request, idempotent = self._txn_request_cached(compare, success, failure)
+            else:
+                request, idempotent = self._txn_request(Op.txn(check_compares(compare), success, failure))
+            data = await self._unary(rpc.KV_TXN.path, request, idempotent=idempotent)
+            return self._ns.txn_response(cv.txn_response(data))
         txn = Op.txn(check_compares(compare), success, failure)
         guards = check_compares(guard)
         if guards:
@@ -630,12 +738,42 @@ class Client(AdminMixin):
             return TxnResponse(header=resp.header, succeeded=inner.succeeded, responses=inner.responses)
         return await self._txn(txn)
 
-    async def _txn(self, txn: TxnOp) -> TxnResponse:
+    def _txn_request(self, txn: TxnOp) -> tuple[bytes, bool]:
+        """The checked, namespaced, serialized request of ``txn``, and whether it is read-only."""
         self._check_txn(txn)
-        wire = self._ns.txn(txn)
-        data = await self._unary(
-            rpc.KV_TXN.path, self._check_request_size(cv.txn_request(wire)), idempotent=_read_only(txn)
-        )
+        return self._check_request_size(cv.txn_request(self._ns.txn(txn))), _read_only(txn)
+
+    def _txn_request_cached(
+        self, compare: tuple[Compare, ...], success: tuple[AnyOp, ...], failure: tuple[AnyOp, ...]
+    ) -> tuple[bytes, bool]:
+        """:meth:`_txn_request` for a transaction given as three tuples, which callers that send the
+        same transaction again keep (a Mutex sends the same enqueue transaction every cycle).
+
+        Compares and ops are immutable, so the request depends only on the three tuples and the
+        namespace: it is cached under their identities, which stay valid because the cache holds the
+        tuples. (Lists make new tuples on every call, so only tuples are looked up.) The cache is
+        shared with every namespaced view, is bounded in entries, and keeps only small requests.
+        """
+        key = (id(compare), id(success), id(failure), self._ns.prefix)
+        cached = self._txn_cache.get(key)
+        if (
+            cached is not None
+            and cached.compare is compare
+            and cached.success is success
+            and cached.failure is failure
+        ):
+            return cached.request, cached.idempotent
+        request, idempotent = self._txn_request(Op.txn(compare, success, failure))
+        if len(request) <= _TXN_CACHE_MAX_BYTES:
+            cache = self._txn_cache
+            if len(cache) >= _TXN_CACHE_SIZE:
+                del cache[next(iter(cache))]  # the oldest entry
+            cache[key] = _CachedTxn(compare, success, failure, request, idempotent)
+        return request, idempotent
+
+    async def _txn(self, txn: TxnOp) -> TxnResponse:
+        request, idempotent = self._txn_request(txn)
+        data = await self._unary(rpc.KV_TXN.path, request, idempotent=idempotent)
         return self._ns.txn_response(cv.txn_response(data))
 
     async def _guarded(self, guards: tuple[Compare, ...], op: AnyOp) -> TxnResponse:
@@ -858,10 +996,11 @@ def check_ttl(ttl: int) -> int:
 
 
 def _read_only(txn: TxnOp) -> bool:
-    return all(
-        isinstance(op, RangeOp) or (isinstance(op, TxnOp) and _read_only(op))
-        for op in (*txn.success, *txn.failure)
-    )
+    for branch in (txn.success, txn.failure):
+        for op in branch:
+            if not (isinstance(op, RangeOp) or (isinstance(op, TxnOp) and _read_only(op))):
+                return False
+    return True
 
 
 def _check_branch_keys(branch: Sequence[AnyOp]) -> None:
@@ -906,13 +1045,15 @@ async def open_client(
         endpoints: ``"host:port"``, ``"http://host:port"`` or ``"https://host:port"``, a list of them,
             or one comma-separated string.
         tls: the TLS context for ``https://`` endpoints and bare ``host:port`` ones (a bare endpoint
-            is plaintext when this is ``None``). Load a CA with ``ssl.create_default_context(cafile=...)``
-            and a client certificate with ``load_cert_chain``. ALPN ``h2`` is set on it.
+            is plaintext when this is ``None``). Make it with
+            :func:`~etcdsync.client.tls_context` (``cafile=``, and ``certfile=``/``keyfile=`` for
+            mutual TLS), which both transports can use; with ``transport="h2"`` any
+            ``ssl.SSLContext`` works. ALPN ``h2`` is set on it.
         username: with ``password``, authenticate; the token is refreshed when the server rejects it.
         namespace: a prefix every key lives under; the same as ``client.with_namespace(namespace)``.
         transport: ``"h2"``, etcdsync's gRPC over HTTP/2 on trio; or ``"grpcio"``, grpcio's
             ``grpc.aio`` on one private thread per endpoint (needs ``pip install 'etcdsync[grpcio]'``;
-            no client certificates with ``tls``).
+            it sends a client certificate only from a :func:`~etcdsync.client.tls_context` context).
         max_request_bytes: requests larger than this raise ``ValueError`` before they are sent; set it
             to the server's ``--max-request-bytes`` when that is not the default.
         max_txn_ops: the server's ``--max-txn-ops``; larger txns raise ``ValueError`` before sending.

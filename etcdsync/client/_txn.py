@@ -198,6 +198,8 @@ AnyOp = RangeOp | PutOp | DeleteOp | TxnOp
 
 def check_int(name: str, value: int, *, minimum: int = 0) -> int:
     """Reject bools, non-ints and values below ``minimum`` with an exact message."""
+    if type(value) is int and value >= minimum:  # the usual case, in one test (a bool is not an int here)
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
@@ -234,8 +236,8 @@ class Op:
             range_end=end,
             limit=check_int("limit", limit),
             revision=check_int("revision", revision),
-            sort_target=SortTarget(sort_target),
-            sort_order=SortOrder(sort_order),
+            sort_target=sort_target if type(sort_target) is SortTarget else SortTarget(sort_target),
+            sort_order=sort_order if type(sort_order) is SortOrder else SortOrder(sort_order),
             keys_only=bool(keys_only),
             count_only=bool(count_only),
             min_create_revision=check_int("min_create_revision", min_create_revision),

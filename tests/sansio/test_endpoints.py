@@ -112,3 +112,33 @@ def test_picker_success_of_unknown_endpoint_is_ignored() -> None:
     picker = EndpointPicker(["a"])
     picker.succeeded("zzz")
     assert picker.current == "a"
+
+
+def test_picker_first_is_the_head_of_the_order_while_nothing_failed() -> None:
+    picker = EndpointPicker(["a", "b", "c"], cooldown=5.0)
+    assert picker.first() == "a" == picker.order(0.0)[0]
+    picker.failed("c", now=0.0)  # another endpoint's failure does not matter
+    assert picker.first() == "a" == picker.order(1.0)[0]
+    picker.failed("a", now=1.0)
+    assert picker.first() == "b" == picker.order(2.0)[0]
+    picker.failed("b", now=2.0)
+    # c is preferred now, but has a failure on record: first() leaves the choice to order().
+    assert picker.current == "c"
+    assert picker.first() is None
+    assert picker.order(3.0) == ["c", "a", "b"]  # nobody is fresh: the oldest failure first
+    picker.succeeded("b")
+    assert picker.first() == "b"
+    assert picker.order(3.0) == ["b", "c", "a"]
+
+
+def test_picker_success_of_the_preferred_endpoint_keeps_the_order() -> None:
+    picker = EndpointPicker(["a", "b"])
+    picker.succeeded("a")
+    assert picker.current == "a"
+    assert picker.order(0.0) == ["a", "b"]
+    picker.failed("b", now=0.0)
+    picker.succeeded("a")  # a's success does not clear b's failure
+    assert picker.order(1.0) == ["a", "b"]
+    assert picker.first() == "a"
+    picker.failed("a", now=1.0)
+    assert picker.order(2.0) == ["b", "a"] and picker.first() is None  # b: preferred, still on record

@@ -105,6 +105,10 @@ class EndpointPicker:
         picker.failed("a:1", now=0.0)  # a is skipped while it cools down
         picker.order(now=1.0)          # ["b:1", "c:1", "a:1"]
         picker.succeeded("b:1")        # b is preferred from now on
+        picker.first()                 # "b:1": preferred and no failure on record
+
+    Every call that answers goes through :meth:`first` and :meth:`succeeded`, so both are O(1) when
+    nothing has failed; :meth:`order` is built only for a failover.
     """
 
     endpoints: list[str]
@@ -120,9 +124,20 @@ class EndpointPicker:
         """All endpoints, preferred first; those that failed within ``cooldown`` last, oldest first."""
         n = len(self.endpoints)
         rotated = [self.endpoints[(self.preferred + i) % n] for i in range(n)]
+        if not self._failed_at:
+            return rotated
         fresh = [e for e in rotated if now - self._failed_at.get(e, -self.cooldown) >= self.cooldown]
         cooling = sorted((e for e in rotated if e not in fresh), key=lambda e: self._failed_at[e])
         return fresh + cooling
+
+    def first(self) -> str | None:
+        """The preferred endpoint if it has no failure on record, else ``None``.
+
+        When it is not ``None`` it is ``order(now)[0]`` for any ``now``: the usual case, answered
+        without building the order.
+        """
+        current = self.endpoints[self.preferred]
+        return None if current in self._failed_at else current
 
     @property
     def current(self) -> str:
@@ -137,8 +152,9 @@ class EndpointPicker:
 
     def succeeded(self, endpoint: str) -> None:
         """``endpoint`` answered: forget its failure and prefer it."""
-        self._failed_at.pop(endpoint, None)
-        if endpoint in self.endpoints:
+        if self._failed_at:
+            self._failed_at.pop(endpoint, None)
+        if self.endpoints[self.preferred] != endpoint and endpoint in self.endpoints:
             self.preferred = self.endpoints.index(endpoint)
 
     def replace(self, endpoints: Sequence[str]) -> None:
