@@ -755,19 +755,23 @@ class Client(AdminMixin):
         shared with every namespaced view, is bounded in entries, and keeps only small requests.
         """
         key = (id(compare), id(success), id(failure), self._ns.prefix)
-        cached = self._txn_cache.get(key)
+        cache = self._txn_cache
+        cached = cache.get(key)
         if (
             cached is not None
             and cached.compare is compare
             and cached.success is success
             and cached.failure is failure
         ):
+            # Least recently used goes first: one-use entries (a wait's query) must not push out a
+            # Mutex's enqueue transaction that is sent every cycle.
+            del cache[key]
+            cache[key] = cached
             return cached.request, cached.idempotent
         request, idempotent = self._txn_request(Op.txn(compare, success, failure))
         if len(request) <= _TXN_CACHE_MAX_BYTES:
-            cache = self._txn_cache
             if len(cache) >= _TXN_CACHE_SIZE:
-                del cache[next(iter(cache))]  # the oldest entry
+                del cache[next(iter(cache))]  # the least recently used entry
             cache[key] = _CachedTxn(compare, success, failure, request, idempotent)
         return request, idempotent
 

@@ -310,11 +310,14 @@ async def test_the_transaction_cache_is_bounded(channels: dict[str, ScriptedChan
         ((Compare.version(f"k{i}") > 0,), (Op.get(f"k{i}"),)) for i in range(_client._TXN_CACHE_SIZE + 10)
     ]
     async with etcdsync.open_client("a:1") as client:
+        hot = txns[0]
         for compare, success in txns:
             await client.txn(compare, success)
+            await client.txn(*hot)  # used all along: never the least recently used
         assert len(client._txn_cache) == _client._TXN_CACHE_SIZE
         kept = {entry.compare[0].key for entry in client._txn_cache.values()}
-        assert kept == {compare[0].key for compare, _ in txns[10:]}  # the oldest went first
+        # The least recently used went first; the hot one stayed.
+        assert kept == {compare[0].key for compare, _ in [hot, *txns[11:]]}
         # A large transaction is sent but not kept (the cache would keep its ops alive too).
         big = (Op.put(b"big", b"x" * _client._TXN_CACHE_MAX_BYTES),)
         await client.txn((), big)
