@@ -18,12 +18,17 @@ watcher's *next revision* (the last delivered event's ``mod_revision`` + 1) and 
 below it, so a replay delivers nothing twice. Fragmented responses (etcd splits responses larger than
 its request limit when asked; we always ask) are reassembled before delivery.
 
+**Responses.** Each :class:`~etcdsync.client.WatchResponse` holds the events of one etcd response,
+with one exception that saves a wake-up per event under load: event responses that arrive while the
+consumer has been woken for the previous one but has not run yet are joined to it (up to 64 events,
+with the header of the last). Empty responses (bookmarks) are never joined.
+
 **Start revision.** ``start_revision=r`` delivers history from revision ``r`` (it may be in the
 past; replayed from etcd's history). ``start_revision=0`` (the default) means "from when the watch
 is established on the server": the watch covers everything after the ``header.revision`` of etcd's
-``created`` answer. To know that it is established, call
-:meth:`~etcdsync.client.Watch.request_progress` and wait for the empty response (bookmark) it
-brings.
+``created`` answer. ``await watch.established()`` waits for that answer and returns the revision
+``r`` such that the watch delivers every event with ``mod_revision > r`` (that header revision, or
+``start_revision - 1`` for an explicit start).
 
 **Reconnecting.** The stream is opened with ``hasleader: true`` metadata, so a member that loses its
 raft leader ends it instead of silently serving nothing. When the stream or its connection breaks,
@@ -74,6 +79,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, final
@@ -96,6 +102,7 @@ from ._sansio._backoff import Backoff
 from ._sansio._namespace import Namespace
 from ._sansio._watch import (
     Deliver,
+    Established,
     Reconnect,
     SendCancel,
     SendCreate,
@@ -129,6 +136,9 @@ logger = logging.getLogger(__name__)
 
 #: How many responses a watcher buffers before it is paused (see "Backpressure" above).
 DEFAULT_MAX_BUFFER: Final = 64
+
+# The most events a response handed to a consumer gets by joining a burst (see Watch._deliver).
+_JOIN_LIMIT: Final = 64
 
 # gRPC status code used to map a server-side cancel reason that names no known error.
 _CANCELLED: Final = 1
@@ -208,6 +218,15 @@ class Watch:
     A response with no events is a progress notification (a bookmark). Iteration raises
     :class:`~etcdsync.client.CompactedError` when the history it needs is compacted, after yielding what it
     had buffered; :class:`trio.ClosedResourceError` once the client is closed.
+
+    To act on a state read at revision ``rev`` and miss no change after it, watch from
+    ``start_revision=0`` and compare with :meth:`established`::
+
+        async with client.watch(key) as events:
+            if await events.established() > rev:
+                ...  # something changed between the read and the watch: read again
+            async for response in events:
+                ...
     """
 
     def __init__(self, _private: object, hub: WatchHub, watcher: Watcher, max_buffer: int) -> None:
@@ -216,11 +235,18 @@ class Watch:
         self._hub = hub
         self._watcher = watcher
         self._max_buffer = max_buffer
-        self._send, self._receive = trio.open_memory_channel[WatchResponse](max_buffer)
+        # The buffer: a deque and the one task waiting on it, rather than a trio memory channel. Every
+        # delivered response passes here, and the channel's general machinery (several receivers, send
+        # waiters, statistics objects) cost more per response than the rest of this class.
+        self._buffer: deque[WatchResponse] = deque()
+        self._waiter: trio.lowlevel.Task | None = None
+        self._woken = False  # the waiter was rescheduled and has not run yet
         self._failure: BaseException | None = None
         self._namespace = Namespace(b"")
         self._paused = False
         self._pauses = 0
+        self._established_revision: int | None = None
+        self._settled: trio.Event | None = None  # set once established or failed; made on demand
 
     def __aiter__(self) -> Watch:
         return self
@@ -232,16 +258,59 @@ class Watch:
             CompactedError: the watch's history was compacted (after every buffered response).
             RpcError: etcd cancelled the watch for another reason (e.g. permission denied).
             trio.ClosedResourceError: the client was closed, or the watch's block was left.
+            trio.BusyResourceError: another task is waiting for this watch's next response.
         """
-        try:
-            response = await self._receive.receive()
-        except trio.EndOfChannel:
-            await trio.lowlevel.checkpoint()
-            failure = self._failure
-            assert failure is not None  # the hub closes the channel only after setting it
-            raise failure from None
-        self._hub._consumed(self)
-        return self._namespace.watch_response(response)
+        # The same checkpoints as trio's MemoryReceiveChannel.receive.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        buffer = self._buffer
+        if buffer or self._failure is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            if self._waiter is not None:
+                raise trio.BusyResourceError("another task is already iterating this watch")
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            # Woken by _deliver once the buffer has a response, or by _fail (and remove).
+            await trio.lowlevel.wait_task_rescheduled(abort)
+            self._woken = False
+        if not buffer:
+            assert self._failure is not None
+            raise self._failure
+        response = buffer.popleft()
+        if self._paused:
+            self._hub._consumed(self)
+        return self._namespace.watch_response(response) if self._namespace else response
+
+    async def established(self) -> int:
+        """Wait until etcd has confirmed (``created``) this watch; return the revision it starts after.
+
+        The watch delivers every event with ``mod_revision > r`` for the returned ``r``: the
+        ``header.revision`` of etcd's ``created`` answer for ``start_revision=0``, else
+        ``start_revision - 1``. Returns at once when already established; a stream break before the
+        answer only delays it. Always a checkpoint.
+
+        Raises:
+            CompactedError: the start revision is compacted (the failure iteration raises).
+            RpcError: etcd refused the watch for another reason (e.g. permission denied).
+            trio.ClosedResourceError: the client was closed, or the watch's block was left, before it
+                was established.
+        """
+        if self._settled is None:
+            self._settled = trio.Event()
+            if self._failure is None:
+                self._hub._apply(self._hub._mux.request_established(self._watcher))
+            else:  # over already (and forgotten by the mux): established before that, or never
+                self._established_revision = self._watcher.established_revision
+                self._settled.set()
+        await self._settled.wait()
+        if self._established_revision is None:
+            assert self._failure is not None  # the event is set only by one of the two
+            raise self._failure
+        return self._established_revision
 
     def request_progress(self) -> None:
         """Ask etcd for a progress notification; this watch then yields one empty response (a bookmark).
@@ -254,7 +323,7 @@ class Watch:
     def statistics(self) -> WatchStatistics:
         """A snapshot of this watcher (no I/O)."""
         return WatchStatistics(
-            buffered=self._receive.statistics().current_buffer_used,
+            buffered=len(self._buffer),
             max_buffer=self._max_buffer,
             paused=self._paused,
             pauses=self._pauses,
@@ -267,7 +336,7 @@ class Watch:
         return (
             f"<etcdsync.client.Watch at {id(self):#x}, {state}, key={spec.key!r}, "
             f"range_end={spec.range_end!r}, next_revision={self._watcher.next_revision}, "
-            f"{self._receive.statistics().current_buffer_used}/{self._max_buffer} buffered>"
+            f"{len(self._buffer)}/{self._max_buffer} buffered>"
         )
 
     # ----- called by the watch layer -----
@@ -277,20 +346,44 @@ class Watch:
         self._hub.remove(self)
 
     def _deliver(self, response: WatchResponse) -> bool:
-        """Buffer ``response``; return whether the buffer is now full."""
-        try:
-            self._send.send_nowait(response)
-        except trio.WouldBlock:
+        """Buffer ``response`` and wake the consumer; return whether the buffer is now full."""
+        buffer = self._buffer
+        if self._woken and response.events and buffer:
+            # A burst: the consumer was woken for the last response but has not run yet. Join these
+            # events to it, so that the burst costs it one wake-up and one checkpoint. Only then: a
+            # consumer that is busy elsewhere gets separate responses, so backpressure sees them.
+            # Bookmarks are never joined.
+            last = buffer[-1]
+            if last.events and len(last.events) + len(response.events) <= _JOIN_LIMIT:
+                buffer[-1] = WatchResponse(header=response.header, events=last.events + response.events)
+                return False
+        if len(buffer) >= self._max_buffer:
             # The hub pauses a watcher as soon as its buffer fills, and the mux delivers nothing to a
             # paused watcher, so this cannot happen.
-            raise EtcdInternalError(f"watch buffer overflow on {self!r}; please report a bug") from None
-        return self._send.statistics().current_buffer_used >= self._max_buffer
+            raise EtcdInternalError(f"watch buffer overflow on {self!r}; please report a bug")
+        buffer.append(response)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._woken = True
+            trio.lowlevel.reschedule(waiter)
+        return len(buffer) >= self._max_buffer
+
+    def _set_established(self, revision: int) -> None:
+        self._established_revision = revision
+        assert self._settled is not None  # the mux emits Established only to a watch that asked
+        self._settled.set()
 
     def _fail(self, failure: BaseException) -> None:
         """End the watch: the consumer gets what is buffered, then ``failure``."""
         if self._failure is None:
             self._failure = failure
-            self._send.close()
+            waiter = self._waiter
+            if waiter is not None:  # so nothing is buffered
+                self._waiter = None
+                trio.lowlevel.reschedule(waiter)
+            if self._settled is not None:
+                self._settled.set()
 
 
 @final
@@ -346,16 +439,15 @@ class WatchHub:
         """The consumer left the watch's block: cancel it on the server (now or once it is created)."""
         if self._watches.pop(watch._watcher, None) is not None:
             self._apply(self._mux.remove(watch._watcher))
-        watch._fail(trio.ClosedResourceError("this watch's `async with` block was left"))
-        watch._receive.close()
+        left = trio.ClosedResourceError("this watch's `async with` block was left")
+        watch._fail(left)
+        # Iterating after the block raises that, whatever was buffered or had failed it before.
+        watch._buffer.clear()
+        watch._failure = left
 
     def _consumed(self, watch: Watch) -> None:
         """The consumer took a response: resume a paused watcher once its buffer is half empty."""
-        if (
-            watch._paused
-            and watch._failure is None
-            and watch._send.statistics().current_buffer_used <= watch._max_buffer // 2
-        ):
+        if watch._paused and watch._failure is None and len(watch._buffer) <= watch._max_buffer // 2:
             watch._paused = False
             self._apply(self._mux.resume(watch._watcher))
 
@@ -369,15 +461,17 @@ class WatchHub:
         """Carry out ``actions``; return the reason of a :class:`Reconnect` among them, if any."""
         reconnect: str | None = None
         for action in actions:
-            if isinstance(action, SendCreate | SendCancel | SendProgressRequest):
-                self._outgoing.append(cv.watch_request(action))
-                self._poke()
-            elif isinstance(action, Deliver):
+            if isinstance(action, Deliver):  # by far the most common: tested first
                 watch = self._watches[action.watcher]
                 if watch._deliver(action.response):
                     watch._paused = True
                     watch._pauses += 1
                     self._apply(self._mux.pause(action.watcher))
+            elif isinstance(action, SendCreate | SendCancel | SendProgressRequest):
+                self._outgoing.append(cv.watch_request(action))
+                self._poke()
+            elif isinstance(action, Established):
+                self._watches[action.watcher]._set_established(action.revision)
             elif isinstance(action, WatcherFailed):
                 # The mux has forgotten it; the consumer gets its buffer, then the error.
                 self._watches.pop(action.watcher)._fail(_failure_of(action))

@@ -147,6 +147,64 @@ async def test_start_revision_zero_means_from_when_established(
     assert (event.kv.key, event.kv.mod_revision) == (etcd_prefix + b"new", new.header.revision)
 
 
+async def test_established_returns_the_revision_the_watch_starts_after(
+    client: etcdsync.Client, etcd_prefix: bytes
+) -> None:
+    before = await client.put(etcd_prefix + b"old", b"x")
+    async with client.watch(etcd_prefix, prefix=True) as watch:
+        revision = await watch.established()
+        # Nothing else writes to this server meanwhile: the watch starts at the revision of its creation.
+        assert revision == before.header.revision
+        with trio.testing.assert_checkpoints():
+            assert await watch.established() == revision  # at once, still a checkpoint
+        new = await client.put(etcd_prefix + b"new", b"y")
+        [event] = await events_until(watch, 1)
+    assert (event.kv.key, event.kv.mod_revision) == (etcd_prefix + b"new", new.header.revision)
+    async with client.watch(etcd_prefix, prefix=True, start_revision=before.header.revision) as watch:
+        assert await watch.established() == before.header.revision - 1
+        replayed = await events_until(watch, 2)
+    assert [e.kv.mod_revision for e in replayed] == [before.header.revision, new.header.revision]
+
+
+async def test_established_waits_for_created_and_raises_if_never_established() -> None:
+    async with etcd_server(unsafe_no_fsync=True) as server, etcdsync.open_client(server.endpoint) as client:
+        first = await client.put(b"/c/k", b"1")  # connected
+        server.pause()  # nothing answers: no `created` either
+
+        async def expect_closed(watch: Watch) -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await watch.established()
+
+        # Leaving the block (inside the nursery) fails the waiter.
+        async with trio.open_nursery() as nursery, client.watch(b"/c/", prefix=True) as watch:
+            nursery.start_soon(expect_closed, watch)
+            await trio.testing.wait_all_tasks_blocked()
+        async with client.watch(b"/c/", prefix=True) as watch:
+            revisions: list[int] = []
+
+            async def wait_established() -> None:
+                revisions.append(await watch.established())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_established)
+                await trio.testing.wait_all_tasks_blocked()
+                assert revisions == []  # etcd answered nothing yet
+                server.resume()
+            [revision] = revisions
+            assert revision >= first.header.revision
+            put = await client.put(b"/c/k", b"2")
+            [event] = await events_until(watch, 1)
+            assert event.kv.mod_revision == put.header.revision
+        assert await watch.established() == revision  # established before it was closed
+        # etcd confirms a create before it checks the history: a compacted start shows in iteration.
+        await client.compact(put.header.revision)
+        async with client.watch(b"/c/", prefix=True, start_revision=first.header.revision) as watch:
+            assert await watch.established() == first.header.revision - 1
+            with pytest.raises(CompactedError):
+                await next_response(watch)
+            assert await watch.established() == first.header.revision - 1
+
+
 async def test_filters(client: etcdsync.Client, etcd_prefix: bytes) -> None:
     key = etcd_prefix + b"k"
     async with (

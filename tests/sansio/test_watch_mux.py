@@ -20,6 +20,7 @@ from etcdsync.client._sansio._watch import (
     _TRANSITIONS,
     INVALID_WATCH_ID,
     Deliver,
+    Established,
     LocalProtocolError,
     Reconnect,
     SendCancel,
@@ -206,6 +207,58 @@ def test_start_zero_recreated_with_zero_when_stream_broke_before_created() -> No
     [c] = mux.on_stream_up()
     assert isinstance(c, SendCreate)
     assert c.start_revision == 31
+
+
+# ---------------------------------------------------------------- established
+
+
+def test_established_start_zero_is_the_created_header_once_asked() -> None:
+    mux = WatchMux()
+    w, _ = mux.add(WatchSpec(key=b"a"))
+    assert mux.request_established(w) == []  # not even sent yet
+    mux.on_stream_up()
+    mux.on_stream_down()  # a break before `created` only delays it
+    [c] = mux.on_stream_up()
+    assert isinstance(c, SendCreate)
+    assert mux.on_response(created(c.watch_id, 20)) == [Established(w, 20)]
+    assert (w.established_revision, w.wants_established) == (20, False)
+    # Asked again (or later): at once, and it does not move with deliveries or re-creates.
+    mux.on_response(events(c.watch_id, put(b"a", 21)))
+    mux.on_stream_down()
+    [c] = mux.on_stream_up()
+    assert isinstance(c, SendCreate)
+    assert mux.on_response(created(c.watch_id, 30)) == []
+    assert mux.request_established(w) == [Established(w, 20)]
+
+
+def test_established_explicit_start_and_unasked() -> None:
+    mux = WatchMux()
+    mux.on_stream_up()
+    asked, _ = mux.add(A)
+    silent, _ = mux.add(B)
+    mux.request_established(asked)
+    assert mux.on_response(created(1, 10)) == [Established(asked, 4)]  # start_revision 5 - 1
+    assert mux.on_response(created(2, 10)) == []  # nobody asked: nothing emitted
+    assert mux.request_established(silent) == [Established(silent, 4)]
+
+
+def test_established_while_pausing_and_not_when_removed_or_refused() -> None:
+    mux = WatchMux()
+    mux.on_stream_up()
+    paused, _ = mux.add(WatchSpec(key=b"a"))
+    removed, _ = mux.add(WatchSpec(key=b"b"))
+    refused_w, _ = mux.add(WatchSpec(key=b"c"))
+    for w in (paused, removed, refused_w):
+        mux.request_established(w)
+    mux.pause(paused)
+    mux.remove(removed)
+    # Paused mid-create: established all the same (it resumes from the header's revision + 1).
+    assert mux.on_response(created(1, 20)) == [Established(paused, 20), SendCancel(1)]
+    assert mux.on_response(created(2, 20)) == [SendCancel(2)]  # its consumer is gone
+    assert mux.on_response(refused()) == [
+        WatcherFailed(watcher=refused_w, reason="etcdserver: permission denied")
+    ]
+    assert refused_w.established_revision is None
 
 
 # ---------------------------------------------------------------- reconnects

@@ -12,10 +12,11 @@ shell feeds it inputs and carries out the actions it returns (see STYLE rules 2,
     actions = mux.on_stream_down()       # []; every watch id is void, nothing is lost
 
 Inputs: :meth:`~WatchMux.add`, :meth:`~WatchMux.remove`, :meth:`~WatchMux.pause`,
-:meth:`~WatchMux.resume`, :meth:`~WatchMux.request_progress`, :meth:`~WatchMux.on_stream_up`,
-:meth:`~WatchMux.on_response`, :meth:`~WatchMux.on_stream_down`. Outputs: :class:`SendCreate`,
-:class:`SendCancel`, :class:`SendProgressRequest`, :class:`Deliver`, :class:`WatcherFailed`,
-:class:`Reconnect`. Nothing here blocks, sleeps or reads a clock.
+:meth:`~WatchMux.resume`, :meth:`~WatchMux.request_progress`, :meth:`~WatchMux.request_established`,
+:meth:`~WatchMux.on_stream_up`, :meth:`~WatchMux.on_response`, :meth:`~WatchMux.on_stream_down`.
+Outputs: :class:`SendCreate`, :class:`SendCancel`, :class:`SendProgressRequest`, :class:`Deliver`,
+:class:`Established`, :class:`WatcherFailed`, :class:`Reconnect`. Nothing here blocks, sleeps or
+reads a clock.
 
 **Exactly once, in order.** A watcher's next revision is the last delivered event's ``mod_revision``
 + 1 (or the bookmark of a progress notification that covers it). Every (re)create asks for
@@ -61,6 +62,7 @@ from .._types import Event, ResponseHeader, WatchResponse
 __all__ = [
     "INVALID_WATCH_ID",
     "Deliver",
+    "Established",
     "LocalProtocolError",
     "Reconnect",
     "SendCancel",
@@ -166,6 +168,17 @@ class Deliver:
     response: WatchResponse
 
 
+@attrs.frozen
+class Established:
+    """``watcher`` is established: it will deliver every event with ``mod_revision > revision``.
+
+    Emitted only for a watcher whose consumer asked (:meth:`WatchMux.request_established`), once.
+    """
+
+    watcher: Watcher
+    revision: int
+
+
 @attrs.frozen(kw_only=True)
 class WatcherFailed:
     """``watcher`` is over: compacted (``compact_revision > 0``) or refused/cancelled (``reason``)."""
@@ -182,7 +195,9 @@ class Reconnect:
     reason: str
 
 
-WatchAction: TypeAlias = SendCreate | SendCancel | SendProgressRequest | Deliver | WatcherFailed | Reconnect
+WatchAction: TypeAlias = (
+    SendCreate | SendCancel | SendProgressRequest | Deliver | Established | WatcherFailed | Reconnect
+)
 
 
 class WatcherState(enum.Enum):
@@ -284,6 +299,9 @@ class Watcher:
         state: where it is in its life.
         next_revision: the first revision not yet delivered (0: a start-0 watch not yet established).
         watch_id: its id on the current stream, 0 when it has none.
+        established_revision: ``None`` until etcd first confirmed its create; then the revision
+            after which it delivers every event (its start revision - 1, or for start 0 the
+            ``created`` header's revision).
     """
 
     spec: WatchSpec
@@ -294,6 +312,9 @@ class Watcher:
     create_seq: int = 0
     # Whether its consumer asked for a progress notification it has not received yet.
     wants_progress: bool = False
+    established_revision: int | None = None
+    # Whether its consumer waits for an Established action.
+    wants_established: bool = False
     fragments: list[Event] = attrs.field(factory=list)
 
     def _go(self, event: _In) -> WatcherState:
@@ -410,6 +431,17 @@ class WatchMux:
         """
         watcher.wants_progress = True
         return self._request_progress_if_needed()
+
+    def request_established(self, watcher: Watcher) -> list[WatchAction]:
+        """``watcher``'s consumer waits until etcd has confirmed its create.
+
+        Returns :class:`Established` at once if it already is; otherwise :meth:`on_response` emits it
+        with the ``created`` that confirms it (a stream break before that only delays it).
+        """
+        if watcher.established_revision is not None:
+            return [Established(watcher, watcher.established_revision)]
+        watcher.wants_established = True
+        return []
 
     def statistics(self) -> WatchMuxStatistics:
         """Counts of watchers by state."""
@@ -534,14 +566,22 @@ class WatchMux:
         watcher.watch_id = watch_id if response.watch_id == INVALID_WATCH_ID else response.watch_id
         if watcher.next_revision == 0:
             watcher.next_revision = response.header.revision + 1  # start 0: established now
+        actions: list[WatchAction] = []
+        if watcher.established_revision is None:
+            # The first `created`: no event can have been delivered yet (only active watchers get any).
+            watcher.established_revision = watcher.next_revision - 1
+            if watcher.wants_established:
+                watcher.wants_established = False
+                actions.append(Established(watcher, watcher.established_revision))
         watcher._go(_In.CREATED)
         if watcher.state is _S.ACTIVE:
             self._active[watcher.watch_id] = watcher
-            return self._request_progress_if_needed()
+            return actions + self._request_progress_if_needed()
         # Paused or removed while its create was in flight: now we can name it.
         if watcher.state is _S.CLOSED:
             del self._watchers[watcher]
-        return [SendCancel(watcher.watch_id)]
+            return [SendCancel(watcher.watch_id)]  # its consumer is gone: nobody waits
+        return [*actions, SendCancel(watcher.watch_id)]
 
     def _on_ended(self, watcher: Watcher, response: WatchResponseIn) -> list[WatchAction]:
         """The server refused or cancelled ``watcher``'s watch."""
@@ -565,14 +605,23 @@ class WatchMux:
         return [*cleanup, failed]
 
     def _deliver_events(self, watcher: Watcher, response: WatchResponseIn) -> list[WatchAction]:
-        """A complete response (fragments reassembled): deliver the events not delivered before."""
-        events = (*watcher.fragments, *response.events)
-        watcher.fragments.clear()
-        fresh = tuple(e for e in events if e.kv.mod_revision >= watcher.next_revision)
-        if not fresh:
-            return []  # a replay of what was delivered already
-        watcher.next_revision = fresh[-1].kv.mod_revision + 1
-        return [Deliver(watcher, WatchResponse(header=response.header, events=fresh))]
+        """A complete response (fragments reassembled): deliver the events not delivered before.
+
+        etcd sends events in revision order, so when the first one is new they all are: the common
+        case hands the response's own tuple on without filtering or copying it.
+        """
+        events = response.events
+        if watcher.fragments:
+            events = (*watcher.fragments, *events)
+            watcher.fragments.clear()
+        next_revision = watcher.next_revision
+        if events[0].kv.mod_revision < next_revision:
+            # A replay (after a re-create) of what was delivered already, in whole or in part.
+            events = tuple(e for e in events if e.kv.mod_revision >= next_revision)
+            if not events:
+                return []
+        watcher.next_revision = events[-1].kv.mod_revision + 1
+        return [Deliver(watcher, WatchResponse(header=response.header, events=events))]
 
     def _request_progress_if_needed(self) -> list[WatchAction]:
         # One request at a time: etcd ≥ 3.4.25 coalesces requests while one is deferred, so a second
