@@ -5,12 +5,15 @@ One key, exactly the barrier's name (``Barrier(client, "/barriers/freeze")`` use
 
 - :meth:`Barrier.hold` creates it if absent: ``Txn If[Version(key) = 0] Then[Put(key)]``;
 - :meth:`Barrier.release` deletes it;
-- :meth:`Barrier.wait` reads it and, if present, watches *that exact key* from the read's revision + 1
-  until a DELETE. No polling; a release between the read and the watch is replayed from history.
+- :meth:`Barrier.wait` reads it and, if present, watches *that exact key* until a DELETE after the
+  read. No polling. The watch starts "now" (revision 0), which etcd serves at once, rather than from
+  the read's revision + 1, which etcd serves from its 100 ms catch-up loop whenever anything was
+  written in between; if it was established after the read, a release in between could be missed,
+  so the key is read once more, with the watch kept open (``_keys.KeyWatches``).
 
 Fixed relative to Go's version (``shared/notes/etcd-reference.md`` §2.2): waiting on ``a`` is not held
 back by a key ``a0`` (Go's read was a prefix read, PR #16156), and it never waits for a PUT that
-already happened (PR #16223). A compacted watch start re-reads instead of failing. And a barrier can
+already happened (PR #16223). A watch that lost its history re-reads instead of failing. And a barrier can
 be attached to a lease (``lease=session.lease_id``): if its holder dies, the barrier opens by itself
 once the lease expires (Go's barrier stays closed forever).
 
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 from typing import final
 
-from ._keys import recipe_name
-from .client import Client, CompactedError, Compare, EventType, Op
+from ._keys import REREAD, KeyWatches, WaitStatistics, is_delete, recipe_name
+from .client import Client, Compare, Event, Op
 
 __all__ = ["Barrier"]
 
@@ -104,19 +107,20 @@ class Barrier:
         """Return once the barrier is open: at once if its key is absent, else when it is deleted.
 
         A checkpoint, also when the barrier is open already. It does not poll: one read, then one
-        watch of the exact key from the read's revision + 1 (re-read if etcd compacted that revision).
+        watch of the exact key (and one more read if the watch began after the first read).
 
         Raises:
             TransportError: no endpoint could be reached.
         """
-        while True:
-            resp = await self._client.range(self._key, keys_only=True)
-            if not resp.kvs:
-                return
-            try:
-                async with self._client.watch(self._key, start_revision=resp.header.revision + 1) as events:
-                    async for batch in events:
-                        if any(event.type is EventType.DELETE for event in batch.events):
-                            return
-            except CompactedError:
-                continue  # the history we needed is gone: read again (etcd #9715)
+        async with KeyWatches(self._client, WaitStatistics()) as watches:
+            while True:
+                resp = await self._client.range(self._key, keys_only=True)
+                if not resp.kvs:
+                    return
+                await watches.watch_only([self._key])
+                outcome = await watches.wait(resp.header.revision, is_delete)
+                if isinstance(outcome, Event):
+                    return
+                if outcome is not REREAD:
+                    assert isinstance(outcome, BaseException)
+                    raise outcome

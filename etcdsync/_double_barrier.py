@@ -49,18 +49,20 @@ import attrs
 import trio
 
 from ._keys import (
+    REREAD,
+    KeyWatches,
     WaitStatistics,
     claim_index,
+    is_delete,
     name_prefix,
     participant_key,
     release_index,
     remove_own_key,
-    wait_for_deletion,
 )
 from ._session import Session
 from .client import (
-    CompactedError,
     Compare,
+    Event,
     EventType,
     KeyValue,
     Op,
@@ -74,6 +76,10 @@ from .client import (
 )
 
 __all__ = ["DoubleBarrier"]
+
+
+def _marked_or_deleted(event: Event) -> bool:
+    return event.type is EventType.DELETE or bool(event.kv.value)
 
 
 class _Phase(enum.Enum):
@@ -178,6 +184,9 @@ class DoubleBarrier:
         assert isinstance(kvs, RangeResponse)
         return resp.header, kvs.kvs
 
+    def _is_mine(self, kv: KeyValue) -> bool:
+        return kv.key == self._key and kv.create_revision == self._my_rev
+
     def _lost(self) -> SessionExpiredError:
         gone = SessionExpiredError(f"our barrier key {self._key!r} is gone (lease expired or key deleted)")
         return self._session.expired_error() if self._session.expired else gone
@@ -240,62 +249,50 @@ class DoubleBarrier:
     async def _until_marked(self, header: ResponseHeader, view: tuple[KeyValue, ...]) -> int:
         """Loop until our key is marked with a round; return the round's revision."""
         client = self._session.client
-        while True:
-            mine = next(
-                (kv for kv in view if kv.key == self._key and kv.create_revision == self._my_rev), None
-            )
-            if mine is None:
-                raise self._lost()
-            if mine.value:
-                return int(mine.value)
-            if any(kv.value for kv in view):
-                raise TooManyParticipantsError(
-                    f"a round of {self._count} participants of {self._prefix!r} is under way; "
-                    "enter once it is over"
-                )
-            position = view.index(mine)
-            if position >= self._count:
-                raise TooManyParticipantsError(
-                    f"{self._count} participants of {self._prefix!r} are already entering this round"
-                )
-            if position == self._count - 1:
-                # We complete the round: mark every member, if none changed since we read them.
-                members = view[: self._count]
-                mark = b"%d" % self._my_rev
-                resp = await client.txn(
-                    compare=[Compare.mod_revision(kv.key) == kv.mod_revision for kv in members],
-                    success=[Op.put(kv.key, mark, ignore_lease=True) for kv in members],
-                    failure=[self._read],
-                )
-                if resp.succeeded:
-                    return self._my_rev
-                header, view = self._view(resp)
-                continue
-            round_ = await self._wait_for_mark(header.revision + 1)
-            if round_:
-                return round_
-            self._stats.queries += 1
-            header, view = self._view(await client.txn(success=[self._read]))
-
-    async def _wait_for_mark(self, start: int) -> int:
-        """Watch our key from ``start``: the round's revision once marked, 0 to re-read (compaction)."""
-        with self._session.cancel_on_expiry() as scope:
-            try:
-                async with self._session.client.watch(self._key, start_revision=start) as events:
-                    self._stats.watches += 1
-                    async for resp in events:
-                        self._stats.watch_events += len(resp.events)
-                        for event in resp.events:
-                            if event.type is EventType.DELETE:
-                                raise self._lost()
-                            if event.kv.value:
-                                self._stats.wakeups += 1
-                                return int(event.kv.value)
-            except CompactedError:
-                return 0
-        if scope.cancelled_caught:
-            raise self._session.expired_error()
-        raise AssertionError("a watch ended without an error")  # pragma: no cover
+        async with KeyWatches(client, self._stats) as watches:
+            while True:
+                mine = next((kv for kv in view if self._is_mine(kv)), None)
+                if mine is None:
+                    raise self._lost()
+                if mine.value:
+                    return int(mine.value)
+                if any(kv.value for kv in view):
+                    raise TooManyParticipantsError(
+                        f"a round of {self._count} participants of {self._prefix!r} is under way; "
+                        "enter once it is over"
+                    )
+                position = view.index(mine)
+                if position >= self._count:
+                    raise TooManyParticipantsError(
+                        f"{self._count} participants of {self._prefix!r} are already entering this round"
+                    )
+                if position == self._count - 1:
+                    # We complete the round: mark every member, if none changed since we read them.
+                    members = view[: self._count]
+                    mark = b"%d" % self._my_rev
+                    resp = await client.txn(
+                        compare=[Compare.mod_revision(kv.key) == kv.mod_revision for kv in members],
+                        success=[Op.put(kv.key, mark, ignore_lease=True) for kv in members],
+                        failure=[self._read],
+                    )
+                    if resp.succeeded:
+                        return self._my_rev
+                    header, view = self._view(resp)
+                    continue
+                # Wait for the mark on our key (a DELETE there: our lease is gone).
+                await watches.watch_only([self._key])
+                outcome = await watches.wait(header.revision, _marked_or_deleted, session=self._session)
+                if isinstance(outcome, Event):
+                    if outcome.type is EventType.DELETE:
+                        raise self._lost()
+                    self._stats.wakeups += 1
+                    return int(outcome.kv.value)
+                if outcome is not REREAD:
+                    assert isinstance(outcome, BaseException)
+                    raise outcome
+                self._stats.rereads += 1
+                self._stats.queries += 1
+                header, view = self._view(await client.txn(success=[self._read]))
 
     # ---------------------------------------------------------------------------------------------------
     # Leave
@@ -332,41 +329,45 @@ class DoubleBarrier:
             max_create_revision=self._round,
         )
         header, remaining = self._view(await client.txn(success=[members]))
-        while True:
-            if not self._deleted:
-                if not any(kv.key == self._key and kv.create_revision == self._my_rev for kv in remaining):
-                    raise self._lost()
-                if len(remaining) == 1:  # the last one (the closer, or everyone else died)
-                    self._deleted = (
-                        await client.txn(compare=[mine], success=[Op.delete(self._key)])
-                    ).succeeded
-                    if not self._deleted:
+        async with KeyWatches(client, self._stats) as watches:
+            while True:
+                if not self._deleted:
+                    if not any(
+                        kv.key == self._key and kv.create_revision == self._my_rev for kv in remaining
+                    ):
                         raise self._lost()
+                    if len(remaining) == 1:  # the last one (the closer, or everyone else died)
+                        self._deleted = (
+                            await client.txn(compare=[mine], success=[Op.delete(self._key)])
+                        ).succeeded
+                        if not self._deleted:
+                            raise self._lost()
+                        return
+                    if remaining[0].key != self._key:
+                        resp = await client.txn(compare=[mine], success=[Op.delete(self._key), members])
+                        if not resp.succeeded:
+                            raise self._lost()
+                        self._deleted = True
+                        header, remaining = self._view(resp)
+                        continue
+                    target = remaining[-1]  # we are the closer: wait for the others, newest first
+                elif not remaining:
                     return
-                if remaining[0].key != self._key:
-                    resp = await client.txn(compare=[mine], success=[Op.delete(self._key), members])
-                    if not resp.succeeded:
+                else:
+                    target = remaining[0]  # wait for the closer (or the oldest member still in the round)
+                await watches.watch_only([target.key], own=None if self._deleted else self._key)
+                outcome = await watches.wait(header.revision, is_delete, session=self._session)
+                if isinstance(outcome, Event):
+                    if outcome.kv.key == self._key:
                         raise self._lost()
-                    self._deleted = True
-                    header, remaining = self._view(resp)
-                    continue
-                target = remaining[-1]  # we are the closer: wait for the others, newest first
-            elif not remaining:
-                return
-            else:
-                target = remaining[0]  # wait for the closer (or the oldest member still in the round)
-            outcome = await wait_for_deletion(
-                self._session,
-                [target.key],
-                None if self._deleted else self._key,
-                header.revision + 1,
-                self._stats,
-            )
-            if outcome is not None:
-                raise outcome
-            self._stats.wakeups += 1
-            self._stats.queries += 1
-            header, remaining = self._view(await client.txn(success=[members]))
+                    self._stats.wakeups += 1
+                elif outcome is REREAD:
+                    self._stats.rereads += 1
+                else:
+                    assert isinstance(outcome, BaseException)
+                    raise outcome
+                self._stats.queries += 1
+                header, remaining = self._view(await client.txn(success=[members]))
 
     # ---------------------------------------------------------------------------------------------------
     # async with

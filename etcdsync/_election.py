@@ -39,6 +39,7 @@ from .client import (
     NotLeaderError,
     Op,
     RangeResponse,
+    ResponseHeader,
     SessionExpiredError,
     SortOrder,
     SortTarget,
@@ -87,6 +88,18 @@ class Election:
         self._revision = 0  # our key's create revision while we lead
         self._campaigning = False
         self._stats = WaitStatistics()
+        # Parts of the campaign transaction, built once: if our key is absent, create it and read
+        # the newest keys (ours and, if any, the nearest older one: we wait for that one).
+        self._absent = (Compare.create_revision(self._key) == 0,)
+        self._newest = Op.get(
+            self._prefix,
+            prefix=True,
+            sort_target=SortTarget.CREATE,
+            sort_order=SortOrder.DESCEND,
+            limit=2,
+            keys_only=True,
+        )
+        self._find = (Op.get(self._key),)
 
     @property
     def key(self) -> bytes:
@@ -148,8 +161,11 @@ class Election:
         self._campaigning = True
         my_rev = 0
         try:
-            my_rev = await self._join_queue(proposal)
-            await wait_for_predecessors(self._session, self._prefix, self._key, my_rev, self._stats)
+            my_rev, seen = await self._join_queue(proposal)
+            if seen is None or seen[1]:
+                await wait_for_predecessors(
+                    self._session, self._prefix, self._key, my_rev, self._stats, seen=seen
+                )
         except BaseException:
             await self._remove_key(my_rev)
             raise
@@ -157,16 +173,26 @@ class Election:
             self._campaigning = False
         self._revision = my_rev
 
-    async def _join_queue(self, proposal: bytes) -> int:
-        """Create our candidate key (or find the one our session has) and return its create revision."""
+    async def _join_queue(
+        self, proposal: bytes
+    ) -> tuple[int, tuple[ResponseHeader, tuple[KeyValue, ...]] | None]:
+        """Create our candidate key (or find the one our session has); return its create revision and,
+        if this created it, what the transaction saw: its header and the nearest older candidate, if
+        any (every other key is older than one created just now). ``None``: the wait must query.
+        """
         client = self._session.client
         resp = await client.txn(
-            compare=[Compare.create_revision(self._key) == 0],
-            success=[Op.put(self._key, proposal, lease=self._session.lease_id)],
-            failure=[Op.get(self._key)],
+            self._absent,
+            (Op.put(self._key, proposal, lease=self._session.lease_id), self._newest),
+            self._find,
         )
         if resp.succeeded:
-            return resp.header.revision
+            newest = resp.responses[1]
+            assert isinstance(newest, RangeResponse)
+            return resp.header.revision, (
+                resp.header,
+                tuple(kv for kv in newest.kvs if kv.key != self._key)[:1],
+            )
         (existing,) = resp.responses
         assert isinstance(existing, RangeResponse)
         my_rev = existing.kvs[0].create_revision
@@ -177,7 +203,7 @@ class Election:
             )
             if not fenced.succeeded:
                 raise SessionExpiredError(f"our candidate key {self._key!r} vanished while campaigning")
-        return my_rev
+        return my_rev, None
 
     async def _remove_key(self, my_rev: int) -> bool:
         """Delete our candidate key, fenced (by revision, or by lease when the revision is unknown)."""

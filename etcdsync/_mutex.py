@@ -3,7 +3,9 @@
 Key layout and acquisition are etcd's Go ``concurrency.Mutex`` (so ``etcdctl lock NAME`` and
 ``Mutex(session, NAME)`` exclude each other): the lock's queue lives under ``NAME/``; a contender's
 key is ``NAME/<hex lease id>``, attached to its session's lease; the contender whose key has the
-lowest create revision holds the lock. Acquiring when the lock is free is one transaction.
+lowest create revision holds the lock. Acquiring when the lock is free is one transaction; when it
+is not, that same transaction names the key to wait for (the nearest older one), so waiting starts
+without another read. Its requests are built once per Mutex and sent unchanged on every cycle.
 
 Where Go's version has known bugs (``shared/notes/etcd-reference.md`` §1.2), this one does not:
 
@@ -49,9 +51,11 @@ from ._keys import WaitStatistics, name_prefix, participant_key, remove_own_key,
 from ._session import Session
 from .client import (
     Compare,
+    KeyValue,
     LockReleasedError,
     Op,
     RangeResponse,
+    ResponseHeader,
     SortOrder,
     SortTarget,
 )
@@ -106,6 +110,35 @@ class QueueLock(SessionHold):
         self._holds_local = False
         self._scope_cm: AbstractContextManager[trio.CancelScope] | None = None
         self._stats = WaitStatistics()
+        # The requests of every cycle, built once and sent as they are (the client can then reuse
+        # their serialized form). Enqueue: if our key is absent, create it and read the newest keys
+        # (ours and, if any, the nearest older one: we wait for that one); else read our key and the
+        # head of the queue.
+        self._absent = (Compare.create_revision(key) == 0,)
+        self._create = (
+            Op.put(key, b"", lease=session.lease_id),
+            Op.get(
+                scan_prefix,
+                prefix=True,
+                sort_target=SortTarget.CREATE,
+                sort_order=SortOrder.DESCEND,
+                limit=2,
+                keys_only=True,
+            ),
+        )
+        self._find = (
+            Op.get(key, keys_only=True),
+            Op.get(
+                scan_prefix,
+                prefix=True,
+                sort_target=SortTarget.CREATE,
+                sort_order=SortOrder.ASCEND,
+                limit=1,
+                keys_only=True,
+            ),
+        )
+        self._delete = (Op.delete(key),)
+        self._owner: Compare | None = None  # CR(key) == our revision, while held
 
     # ---------------------------------------------------------------------------------------------------
     # Queries (no I/O)
@@ -149,7 +182,9 @@ class QueueLock(SessionHold):
         Raises:
             LockReleasedError: the lock is not held by this object.
         """
-        return Compare.create_revision(self._key) == self.fencing_token
+        if self._owner is None:
+            raise LockReleasedError(f"{self._key!r} is not held by this Mutex")
+        return self._owner
 
     def statistics(self) -> WaitStatistics:
         """What waiting for this lock has cost so far (queries, watches, wake-ups, watch events)."""
@@ -173,29 +208,22 @@ class QueueLock(SessionHold):
             raise self._session.expired_error()
         self._busy = True
 
-    async def _enqueue(self) -> tuple[int, bool]:
-        """Create our key if absent and read the queue head, in one transaction.
+    async def _enqueue(self) -> tuple[int, bool, tuple[ResponseHeader, tuple[KeyValue, ...]] | None]:
+        """Create our key if absent and read the queue, in one transaction.
 
-        Returns our key's create revision and whether we are at the head of the queue.
+        Returns our key's create revision; whether we are at the head of the queue; and, when we are
+        not and the transaction created our key, what it saw, for the wait to start from: its header
+        and the nearest older key (every other key is older than one created just now).
         """
-        client = self._session.client
-        head = Op.get(
-            self._prefix, prefix=True, sort_target=SortTarget.CREATE, sort_order=SortOrder.ASCEND, limit=1
-        )
-        resp = await client.txn(
-            compare=[Compare.create_revision(self._key) == 0],
-            success=[Op.put(self._key, b"", lease=self._session.lease_id), head],
-            failure=[Op.get(self._key), head],
-        )
-        mine, first = resp.responses
+        resp = await self._session.client.txn(self._absent, self._create, self._find)
+        mine, queue = resp.responses
+        assert isinstance(queue, RangeResponse)
         if resp.succeeded:
-            my_rev = resp.header.revision
-        else:
-            assert isinstance(mine, RangeResponse)
-            my_rev = mine.kvs[0].create_revision
-        assert isinstance(first, RangeResponse)
-        at_head = not first.kvs or first.kvs[0].create_revision >= my_rev
-        return my_rev, at_head
+            older = tuple(kv for kv in queue.kvs if kv.key != self._key)[:1]
+            return resp.header.revision, not older, (resp.header, older) if older else None
+        assert isinstance(mine, RangeResponse)
+        my_rev = mine.kvs[0].create_revision
+        return my_rev, not queue.kvs or queue.kvs[0].create_revision >= my_rev, None
 
     async def acquire(self) -> None:
         """Wait until this object holds the lock. A checkpoint.
@@ -210,15 +238,24 @@ class QueueLock(SessionHold):
         self._begin()
         my_rev = 0
         try:
-            await self._local.acquire()
+            try:
+                self._local.acquire_nowait()  # the usual case; the transaction below checkpoints
+            except trio.WouldBlock:
+                await self._local.acquire()
             self._holds_local = True
-            my_rev, at_head = await self._enqueue()
+            my_rev, at_head, seen = await self._enqueue()
             if not at_head:
-                await wait_for_predecessors(self._session, self._prefix, self._key, my_rev, self._stats)
+                await wait_for_predecessors(
+                    self._session, self._prefix, self._key, my_rev, self._stats, seen=seen
+                )
         except BaseException:
             await self._cleanup(my_rev)
             raise
+        self._held(my_rev)
+
+    def _held(self, my_rev: int) -> None:
         self._revision = my_rev
+        self._owner = Compare.create_revision(self._key) == my_rev
 
     async def try_acquire(self) -> None:
         """Take the lock if nobody holds it, else raise ``trio.WouldBlock`` and leave no key. A checkpoint.
@@ -233,14 +270,14 @@ class QueueLock(SessionHold):
         try:
             self._local.acquire_nowait()  # raises trio.WouldBlock
             self._holds_local = True
-            my_rev, at_head = await self._enqueue()
+            my_rev, at_head, _ = await self._enqueue()
         except BaseException:
             await self._cleanup(my_rev)
             raise
         if not at_head:
             await self._cleanup(my_rev)
             raise trio.WouldBlock(f"{self._prefix!r} is locked by another session")
-        self._revision = my_rev
+        self._held(my_rev)
 
     async def _cleanup(self, my_rev: int) -> None:
         """After a failed or cancelled acquire: delete our key if we made it, and reset. Shielded."""
@@ -260,6 +297,7 @@ class QueueLock(SessionHold):
 
     def _reset(self) -> None:
         self._revision = 0
+        self._owner = None
         self._busy = False
         if self._holds_local:
             self._holds_local = False
@@ -282,8 +320,9 @@ class QueueLock(SessionHold):
             raise LockReleasedError(
                 f"{self._key!r} is not held by this Mutex (never acquired or already released)"
             )
-        client = self._session.client
-        resp = await client.txn(compare=[self.is_owner()], success=[Op.delete(self._key)])
+        # A list, not a tuple: this transaction is sent once per acquisition (its compare names our
+        # revision), so the client need not keep its serialized form.
+        resp = await self._session.client.txn([self.is_owner()], self._delete)
         self._reset()
         if not resp.succeeded:
             raise self._lost("was no longer ours when released (its lease expired or it was deleted)")

@@ -29,8 +29,11 @@ queue (for a PriorityQueue the claim also checks that no higher-priority item ex
 claimed in queue order: for a Queue, the revisions of the claims increase with the items' create
 revisions.
 
-**Waiting never polls.** With nothing to claim, a dequeuer watches the prefix from the revision right
-after its read and issues no RPC until an item is put.
+**Waiting never polls.** With nothing to claim, a dequeuer watches the prefix and issues no RPC until
+an item is put. The watch starts "now" (revision 0), which etcd serves at once, not from the read's
+revision + 1, which etcd would serve from its 100 ms catch-up loop if anything was written in
+between; if the watch was established after the read, the head is read once more (the watch stays
+open), so no item put in between is missed.
 
 **Herd.** Go's Queue wakes every waiting dequeuer on every enqueue; each claims, and each loser
 re-reads and re-watches. Here the dequeuers sharing one Queue object take turns (first come, first
@@ -106,7 +109,7 @@ class QueueStatistics:
         reads: reads of the head of the queue.
         claims: claim transactions sent.
         claims_lost: claims that failed (another consumer took the item, or it is no longer the head).
-        watches: watches opened while waiting for items.
+        watches: watches established while waiting for items.
         wakeups: watch responses with new items that woke a waiting dequeuer.
         uncertain_claims: items returned although the claim's answer was lost (see "Cancellation").
     """
@@ -223,26 +226,45 @@ class _ItemQueue:
                     return kv.value
 
     async def _wait_and_claim(self, revision: int) -> KeyValue | None:
-        """Watch for items put after ``revision`` and claim them in order; ``None``: read the head again."""
+        """Watch for items put after ``revision`` and claim them in order; ``None``: read the head again.
+
+        The watch starts "now" (revision 0), which etcd serves at once; one started at ``revision +
+        1`` would be served from etcd's 100 ms catch-up loop whenever anything was written since the
+        read (an enqueue, typically). If it was established after ``revision``, items put in between
+        may be missing from it: the head is read once more, and the watch, kept open, covers
+        everything after that read.
+        """
         try:
-            async with self._client.watch(self._prefix, prefix=True, start_revision=revision + 1) as events:
+            async with self._client.watch(self._prefix, prefix=True) as events:
+                if await events.established() > revision:
+                    revision = await self._read_head()
+                    claimed = await self._claim_head()
+                    if claimed is not _Claim.GONE:
+                        return claimed if isinstance(claimed, KeyValue) else None
                 self._stats.watches += 1
                 async for resp in events:
-                    if not self._absorb_events(resp.events):
+                    if not self._absorb_events([e for e in resp.events if e.kv.mod_revision > revision]):
                         continue
                     self._stats.wakeups += 1
-                    while self._candidates:
-                        kv = min(self._candidates.values(), key=self._order)
-                        claim = await self._claim(kv)
-                        if claim is _Claim.CLAIMED:
-                            # Nothing between the shielded claim and the caller is a checkpoint (leaving
-                            # the watch only queues its cancel), so a pending cancellation cannot lose it.
-                            return kv
-                        if claim is _Claim.STALE:
-                            return None
+                    claimed = await self._claim_head()
+                    if claimed is not _Claim.GONE:
+                        # Nothing between the shielded claim and the caller is a checkpoint (leaving the
+                        # watch only queues its cancel), so a pending cancellation cannot lose it.
+                        return claimed if isinstance(claimed, KeyValue) else None
         except CompactedError:
-            return None  # history we need is gone: read the head again
+            return None  # history we need is gone (a resume after an outage): read the head again
         raise AssertionError("a watch ended without an error")  # pragma: no cover
+
+    async def _claim_head(self) -> KeyValue | _Claim:
+        """Claim the candidates in order: the one we got; ``GONE``: none left; ``STALE``: read again."""
+        while self._candidates:
+            kv = min(self._candidates.values(), key=self._order)
+            claim = await self._claim(kv)
+            if claim is _Claim.CLAIMED:
+                return kv
+            if claim is _Claim.STALE:
+                return claim
+        return _Claim.GONE
 
     def _absorb_events(self, events: Sequence[Event]) -> bool:
         """Track puts and deletes under the prefix; return whether any item was put."""
