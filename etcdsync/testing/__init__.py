@@ -30,7 +30,7 @@ from __future__ import annotations
 from ._binary import find_etcd as find_etcd
 from ._cluster import EtcdCluster as EtcdCluster, etcd_cluster as etcd_cluster
 from ._errors import EtcdHarnessError as EtcdHarnessError, EtcdNotFoundError as EtcdNotFoundError
-from ._http import GatewayError as GatewayError, MemberStatus as MemberStatus
+from ._http import GatewayError as GatewayError, MemberStatus as MemberStatus, metric as metric
 from ._process import EtcdOptions as EtcdOptions, EtcdProcess as EtcdProcess, harness_marker as harness_marker
 from ._server import (
     EtcdServer as EtcdServer,
@@ -53,6 +53,7 @@ __all__ = (
     "etcd_server",
     "find_etcd",
     "harness_marker",
+    "metric",
     "run_server",
 )
 

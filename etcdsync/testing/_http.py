@@ -321,3 +321,21 @@ async def health(endpoint: str) -> bool:
 def health_sync(endpoint: str, *, timeout: float) -> bool:
     """Blocking twin of :func:`health`; ``timeout`` bounds each socket operation."""
     return _is_healthy(request_sync("GET", "/health", endpoint, timeout=timeout))
+
+
+async def metric(endpoint: str, name: str, *, tls: bool = False) -> float:
+    """The value of the unlabelled Prometheus metric ``name`` from ``GET /metrics`` on ``endpoint``.
+
+    For example ``await metric(server.endpoint, "etcd_debugging_mvcc_watcher_total")``.
+
+    Raises:
+        OSError, trio.BrokenResourceError: The member is not reachable.
+        GatewayError: The reply was not HTTP/1.1 200, or has no such metric.
+    """
+    response = await request("GET", "/metrics", endpoint, tls=tls)
+    if response.status != 200:
+        raise GatewayError(f"/metrics: HTTP {response.status}")
+    for line in response.body.decode("utf-8", "replace").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise GatewayError(f"/metrics has no unlabelled metric {name!r}")

@@ -26,7 +26,7 @@ from etcdsync.client import (
 from etcdsync.client._convert import _watch as cv_watch
 from etcdsync.client._sansio._watch import WatchResponseIn
 from etcdsync.client._watch import DEFAULT_MAX_BUFFER, open_watch
-from etcdsync.testing import etcd_server
+from etcdsync.testing import etcd_server, metric
 
 WATCHER_GAUGE = "etcd_debugging_mvcc_watcher_total"
 
@@ -58,20 +58,7 @@ async def establish(*watches: Watch) -> None:
 
 
 async def gauge(endpoint: str, name: str = WATCHER_GAUGE) -> float:
-    """A metric from etcd's ``/metrics`` (plain HTTP/1.0 on the client port)."""
-    host, port = endpoint.rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        await stream.send_all(f"GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\n\r\n".encode())
-        chunks = []
-        while data := await stream.receive_some(1 << 16):
-            chunks.append(data)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no metric {name}")
+    return await metric(endpoint, name)
 
 
 async def server_processed_everything(sentinel: Watch) -> None:

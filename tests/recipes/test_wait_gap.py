@@ -20,25 +20,9 @@ import trio.testing
 import etcdsync
 from etcdsync import Barrier, DoubleBarrier, Election, Mutex, Semaphore, SessionExpiredError, open_session
 from etcdsync.client import Client, Watch
+from etcdsync.testing import metric
 
 SLOW_WATCHERS = "etcd_debugging_mvcc_slow_watcher_total"
-
-
-async def metric(endpoint: str, name: str) -> float:
-    """A metric from etcd's ``/metrics`` (plain HTTP/1.0 on the client port)."""
-    host, port = endpoint.rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        await stream.send_all(f"GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\n\r\n".encode())
-        chunks = []
-        while data := await stream.receive_some(1 << 16):
-            chunks.append(data)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no metric {name}")
 
 
 def _no_compare(args: tuple[object, ...], kwargs: dict[str, object]) -> bool:
