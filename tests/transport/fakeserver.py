@@ -14,7 +14,8 @@ the "server" does per call with a handler::
             assert await channel.unary("/test.Echo/Unary", b"hi") == b"hi"
 
 What it records for assertions: every call (path, request headers, RST_STREAM received from the
-client), PINGs received, connections accepted, the peak number of concurrently open calls.
+client), PINGs received and acknowledged, connections accepted, the peak number of concurrently open
+calls.
 
 Knobs: ``max_concurrent_streams`` (enforced by h2: a client exceeding it is a protocol error that
 kills the connection), ``initial_window_size`` (the server's receive window), ``answer_pings``,
@@ -293,6 +294,9 @@ class FakeConnection:
         elif isinstance(event, h2.events.PingReceived):
             self.pings_received += 1
             server.pings_received += 1
+        elif isinstance(event, h2.events.PingAckReceived):
+            server.ping_acks.append(event.ping_data)
+            server.ping_acked.set()
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             self._window.set()
 
@@ -338,6 +342,9 @@ class FakeServer:
         self.calls: list[FakeCall] = []
         self.resets: list[tuple[int, int]] = []
         self.pings_received = 0
+        #: The payloads of the client's acknowledgements of our PINGs (``ping_acked`` is set on each).
+        self.ping_acks: list[bytes] = []
+        self.ping_acked = trio.Event()
         self.open_calls = 0
         self.peak_open_calls = 0
         self.call_started = trio.Event()

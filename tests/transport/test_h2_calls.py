@@ -65,14 +65,16 @@ async def test_grpc_timeout_follows_the_callers_deadline() -> None:
         async with open_fake_server(reverse) as server, open_h2_channel(server.endpoint) as channel:
             with trio.fail_after(5):
                 await channel.unary(PATH, b"x")
-            with trio.fail_after(0.05):
+            # Only the header matters here; on a loaded machine the reply may miss this deadline.
+            with trio.move_on_after(0.099):
                 await channel.unary(PATH, b"y")
+            await server.wait_for_calls(2)
             # Shielded so that the suite's own, shorter deadline does not win.
             with trio.CancelScope(shield=True), trio.fail_after(4000):
                 await channel.unary(PATH, b"z")
     values = [call.header("grpc-timeout") for call in server.calls]
     assert values[0] is not None and values[0].endswith("u") and 4.5 < decode_timeout(values[0]) <= 5.0
-    assert values[1] is not None and values[1].endswith("n") and 0.0 < decode_timeout(values[1]) <= 0.05
+    assert values[1] is not None and values[1].endswith("n") and 0.0 < decode_timeout(values[1]) <= 0.099
     assert values[2] is not None and values[2].endswith("m") and 3999 < decode_timeout(values[2]) <= 4000
 
 

@@ -1,13 +1,17 @@
-"""Flow control and concurrency limits of the h2 channel, against the fake server."""
+"""Flow control, concurrency limits and the paths of output to the socket of the h2 channel, against
+the fake server."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import trio
 import trio.testing
 
-from etcdsync.client._transport import open_h2_channel
+from etcdsync.client._transport import _h2conn, open_h2_channel
 
-from .fakeserver import FakeCall, frame_message, open_fake_server
+from .fakeserver import FakeCall, echo, frame_message, open_fake_server
 
 PATH = "/test.Service/Method"
 MiB = 1024 * 1024
@@ -141,4 +145,73 @@ async def test_slow_consumer_does_not_stall_other_streams() -> None:
             # Reading resumes the flow, to the end.
             for _ in range(count):
                 assert len(await flood.receive()) == chunk
+            # Wait for the trailers: the server's task may not have run finish() yet when the last
+            # message is read.
+            with pytest.raises(trio.EndOfChannel):
+                await flood.receive()
             assert flood_call.finished
+
+
+async def test_acknowledgements_are_sent_on_a_quiet_connection() -> None:
+    # A PING ACK waits for a request to share its write, but not for long: here none comes.
+    async def handler(call: FakeCall) -> None:
+        for payload in (b"ping-one", b"ping-two"):
+            call.conn.h2.ping(payload)
+            await call.conn.flush()
+            while payload not in call.conn.server.ping_acks:
+                call.conn.server.ping_acked = trio.Event()
+                await call.conn.server.ping_acked.wait()
+        await call.send(b"done")
+        await call.finish()
+
+    with trio.fail_after(10):
+        async with open_fake_server(handler) as server, open_h2_channel(server.endpoint) as channel:
+            assert await channel.unary(PATH, b"x") == b"done"
+            assert server.ping_acks == [b"ping-one", b"ping-two"]
+
+
+@pytest.mark.parametrize("socket_takes", ["one byte", "nothing", "an error"])
+async def test_what_a_direct_write_leaves_is_sent_by_the_writer(
+    monkeypatch: pytest.MonkeyPatch, socket_takes: str
+) -> None:
+    # With one call open, the calling task writes to the socket itself; the rest goes to the writer.
+    attempts: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:
+        attempts.append(len(data))
+        if socket_takes == "one byte":
+            return os.write(fd, data[:1])
+        if socket_takes == "nothing":
+            raise BlockingIOError
+        raise BrokenPipeError
+
+    monkeypatch.setattr(_h2conn, "_write_nonblocking", write)
+    with trio.fail_after(10):
+        async with open_fake_server(echo) as server, open_h2_channel(server.endpoint) as channel:
+            for i in range(10):
+                assert await channel.unary(PATH, b"%d" % i * 5000) == b"%d" % i * 5000
+            async with channel.stream(PATH) as stream:
+                for i in range(10):
+                    await stream.send(b"%d" % i * 3000)
+                    assert await stream.receive() == b"%d" % i * 3000
+    assert len(attempts) >= 20
+
+
+async def test_spurious_readiness_and_short_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reader reads the descriptor itself: a wake-up with nothing to read is waited out, and a
+    # read that returns a few bytes (a frame cut anywhere) is reassembled.
+    reads = 0
+
+    def read(fd: int, size: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        if reads % 2:
+            raise BlockingIOError
+        return os.read(fd, 7)
+
+    monkeypatch.setattr(_h2conn, "_read_nonblocking", read)
+    with trio.fail_after(10):
+        async with open_fake_server(echo) as server, open_h2_channel(server.endpoint) as channel:
+            for i in range(5):
+                assert await channel.unary(PATH, b"%d" % i * 300) == b"%d" % i * 300
+    assert reads > 100

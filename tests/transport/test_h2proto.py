@@ -9,13 +9,8 @@ import hpack
 import pytest
 
 from etcdsync.client._sansio._grpc import HPACK_TABLE_SIZE_ZERO, RequestHeaderTemplate
-from etcdsync.client._transport._h2proto import (
-    H2Protocol,
-    PreEncodedBlock,
-    _BlockEncoder,
-    _CachingDecoder,
-    new_h2_protocol,
-)
+from etcdsync.client._transport._h2hpack import _BlockEncoder, _CachingDecoder
+from etcdsync.client._transport._h2proto import H2Protocol, PreEncodedBlock, new_h2_protocol
 
 
 def test_caching_decoder_never_returns_stale_headers() -> None:

@@ -123,6 +123,11 @@ class MessageDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return every message it completes, in order."""
+        if not self._buffer and len(data) >= MESSAGE_HEADER_LENGTH and not data[0]:
+            # The usual DATA frame: exactly one whole uncompressed message.
+            length = int.from_bytes(data[1:5], "big")
+            if len(data) == MESSAGE_HEADER_LENGTH + length and length <= self._max:
+                return [data[MESSAGE_HEADER_LENGTH:]]
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._need:

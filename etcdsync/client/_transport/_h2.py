@@ -290,20 +290,9 @@ class H2Channel:
         """Get a connection and a stream slot, send HEADERS (and ``message``); return the call."""
         prefix = self._prefix(path)
         metadata_block = self._metadata_block(metadata)
-        for _ in range(_MAX_CONNECTIONS_PER_CALL):
-            connection = await self._get_connection()
-            if not connection.has_free_slot():
-                try:
-                    await connection.wait_for_slot()
-                except Unusable:
-                    continue
-            break
-        else:
-            raise ConnectionLost(
-                f"{self.endpoint}: connections kept closing before the call could start",
-                endpoint=self.endpoint,
-                request_sent=False,
-            ) from trio.BrokenResourceError(self._last_error)
+        connection = self._connection
+        if connection is None or not (connection.accepting and connection.has_free_slot()):
+            connection = await self._usable_connection()
         deadline = trio.current_effective_deadline()
         timeout = None
         if deadline != math.inf:
@@ -328,6 +317,22 @@ class H2Channel:
         return call
 
     # -- connections ------------------------------------------------------------------------------------
+
+    async def _usable_connection(self) -> Connection:
+        """A connection with a free stream slot, waiting (and connecting) as needed."""
+        for _ in range(_MAX_CONNECTIONS_PER_CALL):
+            connection = await self._get_connection()
+            if not connection.has_free_slot():
+                try:
+                    await connection.wait_for_slot()
+                except Unusable:
+                    continue
+            return connection
+        raise ConnectionLost(
+            f"{self.endpoint}: connections kept closing before the call could start",
+            endpoint=self.endpoint,
+            request_sent=False,
+        ) from trio.BrokenResourceError(self._last_error)
 
     async def _get_connection(self) -> Connection:
         """The connection that accepts calls, connecting (after the backoff delay) if there is none."""

@@ -1,12 +1,21 @@
-"""One HTTP/2 connection carrying many gRPC calls: h2's state machine plus a reader, a writer and a
-keepalive task.
+"""One HTTP/2 connection carrying many gRPC calls: h2's state machine plus a reader, a writer, a lazy
+flusher and a keepalive task.
 
 Concurrency model: every state change (opening a stream, queueing data, resetting, crediting flow
 control) is a *synchronous* call on the :class:`h2.connection.H2Connection` made by whichever task
 wants it; it appends frames to h2's output buffer and wakes the single writer task, which sends
 everything accumulated so far in one ``send_all``. So many calls' frames coalesce into one write,
-and a cancelled caller queues its RST_STREAM without awaiting anything. The reader task turns
-received bytes into h2 events and dispatches them to the calls by stream id.
+and a cancelled caller queues its RST_STREAM without awaiting anything. (With a single call open
+there is nothing to coalesce: its task writes to the socket directly, see ``flush_now``.) The
+reader task hands received bytes to h2, which delivers what they mean to the :class:`Connection`
+(a ``FrameSink``), which dispatches it to the calls by stream id. On plain TCP on POSIX both the
+direct writes and the reader use the socket's descriptor rather than trio's ``SocketStream``
+methods, whose machinery per read and write cost about a quarter of the CPU of a round trip.
+
+Output nobody waits for is flushed lazily: it rides along with the next write, and the lazy flusher
+sends it if no write comes within a bound (LAZY_FLUSH_DELAY for flow-control credit,
+ACK_FLUSH_DELAY for acknowledgements: with one call at a time, grpc-go's BDP PING arrives with every
+response, and its ACK then always shares the next request's write).
 
 Flow control (receive side):
 
@@ -17,7 +26,8 @@ Flow control (receive side):
   the server and buffering stays bounded by the window. When the queue is empty, every received
   byte is credited at once, including the bytes of a message still being reassembled: a message
   larger than the window can never deadlock (the prototype's bug).
-* Credits are batched (a WINDOW_UPDATE once a quarter of the window is owed) and flushed lazily.
+* Credits are batched (a WINDOW_UPDATE once a quarter of the window is owed) and flushed lazily,
+  within LAZY_FLUSH_DELAY.
 
 Keepalive: after ``keepalive_interval`` seconds without receiving anything *while calls are open*,
 send a PING; no ACK (and no other frame) within ``keepalive_timeout`` declares the connection dead.
@@ -25,45 +35,58 @@ Idle connections are never pinged: etcd's gRPC server (grpc-go, ``PermitWithoutS
 counts pings without active streams as abuse and answers with GOAWAY "too_many_pings".
 
 The h2 connection object itself is the adjusted one of ``_h2proto.py`` (pre-encoded headers, O(1)
-stream counting, GOAWAY drain).
+stream counting, GOAWAY drain, a fast path for the frames of ordinary calls).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import deque
+import os
 from collections.abc import Callable
-from typing import Final, NoReturn
+from typing import Final, TypeVar
 
-import attrs
 import h2.events
 import h2.exceptions
 import h2.settings
 import trio
 from h2.errors import ErrorCodes
+from hpack.struct import Header
 
 from .._sansio._grpc import (
-    MESSAGE_HEADER_LENGTH,
     FramingError,
     GrpcStatus,
-    MessageDecoder,
     StatusCode,
     status_from_reset,
     status_from_response_headers,
     status_from_trailers,
 )
-from ._base import ConnectionLost, StatusError
-from ._h2proto import RECEIVE_SIZE, GoAwayReceived, H2Protocol, PreEncodedBlock
+from ._h2call import Call, ConnectionParams, _Lost
+from ._h2proto import RECEIVE_SIZE, GoAwayReceived, H2Protocol
 
 __all__ = ["Call", "Connection", "ConnectionParams", "KeepaliveTimeout", "Unusable"]
 
 logger = logging.getLogger(__name__)
 
-#: How long acknowledgements (PING ACK, SETTINGS ACK, WINDOW_UPDATE) may wait for a write to share.
+#: How long flow-control credit (WINDOW_UPDATE) may wait for a write to share: the server may be
+#: waiting for it.
 LAZY_FLUSH_DELAY: Final = 0.002
+#: How long acknowledgements (PING and SETTINGS ACK) may wait for a write to share. Long enough that
+#: the flusher's timer, which is not disarmed by writes, fires rarely while calls keep the writer busy;
+#: far below any keepalive timeout of a server's.
+ACK_FLUSH_DELAY: Final = 0.05
 #: Stream ids are 31-bit and odd for clients; stop opening streams this close to the end.
 _LAST_STREAM_ID: Final = 2**31 - 1 - 2
+#: Distinct header blocks whose meaning a connection remembers (see ``Connection._header_statuses``).
+_STATUS_CACHE_SIZE: Final = 64
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+#: Whether to read and write a TCP socket's descriptor directly (see ``Connection.flush_now``):
+#: POSIX only, where a socket is a file descriptor.
+_DIRECT_IO: Final = os.name == "posix"
+#: ``os.write`` and ``os.read``; the tests replace them to make the socket do less than asked.
+_write_nonblocking = os.write
+_read_nonblocking = os.read
 _STREAM_ENDED_WITHOUT_TRAILERS: Final = GrpcStatus(
     StatusCode.INTERNAL, "server closed the stream without sending trailers"
 )
@@ -71,166 +94,6 @@ _STREAM_ENDED_WITHOUT_TRAILERS: Final = GrpcStatus(
 
 class KeepaliveTimeout(trio.TooSlowError):
     """No PING acknowledgement arrived in time: the peer or the path to it is stalled."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Calls
-
-
-@attrs.frozen
-class _Lost:
-    """Why a call ended without a status (becomes :class:`ConnectionLost`)."""
-
-    message: str
-    request_sent: bool
-    cause: BaseException
-
-
-@attrs.define(kw_only=True, eq=False)
-class ConnectionParams:
-    """What a connection needs from its channel; ``keepalive_interval`` may be raised at run time."""
-
-    endpoint: str
-    keepalive_interval: float
-    keepalive_timeout: float
-    max_receive_message_length: int
-    receive_window: int
-    calls_failed: int = 0
-
-
-class Call:
-    """The client side of one HTTP/2 stream (one gRPC call)."""
-
-    __slots__ = (
-        "closed",
-        "conn",
-        "decoder",
-        "end",
-        "event",
-        "held",
-        "local_ended",
-        "messages",
-        "owed",
-        "queued_epoch",
-        "remote_ended",
-        "stream_id",
-        "window_event",
-    )
-
-    def __init__(self, conn: Connection, stream_id: int) -> None:
-        self.conn = conn
-        self.stream_id = stream_id
-        self.decoder = MessageDecoder(conn.params.max_receive_message_length)
-        self.messages: deque[bytes] = deque()
-        #: Set by the reader whenever a message or the end arrives; replaced by the consumer.
-        self.event = trio.Event()
-        #: Set while a sender waits for the flow-control window.
-        self.window_event: trio.Event | None = None
-        #: How the call ended: a status (code 0 is OK) or a lost connection; None while running.
-        self.end: GrpcStatus | _Lost | None = None
-        #: Received bytes whose stream window we withhold while complete messages wait in the queue.
-        self.held = 0
-        #: Bytes we decided to credit, batched until a quarter window is owed.
-        self.owed = 0
-        self.local_ended = False
-        self.remote_ended = False
-        #: The h2 stream is closed and its concurrency slot is free.
-        self.closed = False
-        #: The writer round that will put this call's HEADERS on the wire (see Connection).
-        self.queued_epoch = 0
-
-    # -- reader side ------------------------------------------------------------------------------------
-
-    def finish(self, end: GrpcStatus | _Lost) -> None:
-        """Record how the call ended (first one wins) and wake its waiters."""
-        if self.end is not None:
-            return
-        self.end = end
-        if not isinstance(end, GrpcStatus) or end.code != 0:
-            self.conn.params.calls_failed += 1
-        self.event.set()
-        if self.window_event is not None:
-            self.window_event.set()
-
-    def fail_and_reset(self, status: GrpcStatus) -> None:
-        """End the call locally with ``status`` and reset the stream (we will not read it anymore)."""
-        self.finish(status)
-        self.cancel()
-
-    # -- consumer side ----------------------------------------------------------------------------------
-
-    def consumed(self, size: int) -> None:
-        """The consumer took a message of ``size`` wire bytes: reopen the stream window for it."""
-        release = min(self.held, size)
-        self.held -= release
-        self.owed += release
-        if not self.messages:
-            self.owed += self.held
-            self.held = 0
-        self.conn.credit_stream(self)
-
-    def raise_end(self) -> NoReturn:
-        """Raise what the recorded end means for the consumer."""
-        end = self.end
-        assert end is not None
-        if isinstance(end, _Lost):
-            raise ConnectionLost(
-                end.message, endpoint=self.conn.params.endpoint, request_sent=end.request_sent
-            ) from end.cause
-        if end.code == 0:
-            raise trio.EndOfChannel
-        raise StatusError(end.code, end.message, end.trailers)
-
-    async def receive_message(self) -> bytes:
-        """The next message; EndOfChannel/StatusError/ConnectionLost at the end. A checkpoint."""
-        if self.messages or self.end is not None:
-            await trio.lowlevel.checkpoint()
-        while not self.messages:
-            if self.end is not None:
-                self.raise_end()
-            if self.event.is_set():
-                self.event = trio.Event()
-            await self.event.wait()
-        message = self.messages.popleft()
-        self.consumed(len(message) + MESSAGE_HEADER_LENGTH)
-        return message
-
-    async def wait_end(self) -> None:
-        """Wait until the call has ended (status or connection loss)."""
-        while self.end is None:
-            if self.event.is_set():
-                self.event = trio.Event()
-            await self.event.wait()
-
-    def unary_result(self) -> bytes:
-        """The response of a finished unary call, or raise its error."""
-        end = self.end
-        if isinstance(end, GrpcStatus) and end.code == 0:
-            if len(self.messages) == 1:
-                return self.messages.popleft()
-            kind = "no response message" if not self.messages else "more than one response message"
-            end = self.end = GrpcStatus(StatusCode.INTERNAL, f"received {kind} for a unary call")
-            self.conn.params.calls_failed += 1
-        self.raise_end()
-
-    def cancel(self) -> None:
-        """Reset the stream with CANCEL unless it is already closed. Synchronous; flushes promptly."""
-        if self.closed:
-            return
-        if self.end is None:
-            # Not counted as a failure: the caller gave up, the channel did nothing wrong.
-            self.end = GrpcStatus(StatusCode.CANCELLED, "cancelled by the client")
-            self.event.set()
-        self.conn.reset_call(self)
-
-    def close(self) -> None:
-        """Leave the call: reset it if the server has not finished, else end our side cleanly."""
-        if self.closed:
-            return
-        if not self.remote_ended:
-            self.cancel()
-        else:
-            self.conn.end_call(self)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -266,10 +129,16 @@ class Connection:
         #: The last GOAWAY received: explains the connection loss that usually follows it.
         self._goaway: GoAwayReceived | None = None
         self._scope = trio.CancelScope()
-        # Writer state: an event for "flush now", a deadline for "flush soon".
+        # Writer state: an event for "flush now"; for "flush soon", the lazy flusher's deadline and
+        # cancel scope (see _lazy_flush_loop).
         self._wake = trio.Event()
+        # Direct I/O (see flush_now, _read_loop): the socket's descriptor (-1: not plain TCP), whether
+        # the writer is in send_all, and what a direct write could not send (the writer's first job).
+        self._fd = stream.socket.fileno() if _DIRECT_IO and isinstance(stream, trio.SocketStream) else -1
+        self._writing = False
+        self._unsent = b""
         self._lazy_deadline = math.inf
-        self._writer_scope: trio.CancelScope | None = None
+        self._lazy_scope: trio.CancelScope | None = None
         # Rounds of output handed to the socket. A call whose HEADERS are in round N has provably
         # not reached the server while fewer than N rounds were taken.
         self._taken_epoch = 0
@@ -282,6 +151,10 @@ class Connection:
         self._became_active = trio.Event()
         self._ping_ack = trio.Event()
         self._ping_count = 0
+        # What a header block means for its call, by the block's fields: the server sends the same
+        # few blocks over and over (":status 200", "grpc-status 0"), and statuses are immutable.
+        self._header_statuses: dict[tuple[object, ...], GrpcStatus | None] = {}
+        self._trailer_statuses: dict[tuple[object, ...], GrpcStatus] = {}
         self._handlers: dict[type[h2.events.Event], Callable[[h2.events.Event], None]] = {
             h2.events.ResponseReceived: self._on_response,
             h2.events.DataReceived: self._on_data,
@@ -315,6 +188,7 @@ class Connection:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop)
+                    nursery.start_soon(self._lazy_flush_loop)
                     nursery.start_soon(self._keepalive_loop)
                     task_status.started()
                     await self._read_loop()
@@ -326,19 +200,27 @@ class Connection:
     async def _read_loop(self) -> None:
         stream = self._stream
         h2conn = self.h2
-        handlers = self._handlers
+        fd = self._fd
+        data: bytes | bytearray
         try:
             while True:
-                data = await stream.receive_some(RECEIVE_SIZE)
+                if fd >= 0:
+                    # What SocketStream.receive_some does, minus a failing read before the wait and a
+                    # yield after the read (see flush_now for why the descriptor is used directly).
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data = _read_nonblocking(fd, RECEIVE_SIZE)
+                    except BlockingIOError:
+                        continue
+                else:
+                    data = await stream.receive_some(RECEIVE_SIZE)
                 if not data:
                     self._lost("the server closed the connection", EOFError("end of stream"))
                     return
                 self._last_received = trio.current_time()
-                for event in h2conn.receive_data(data):
-                    handler = handlers.get(type(event))
-                    if handler is not None:
-                        handler(event)
-                self.flush_soon()
+                h2conn.receive_data_into(data, self)
+                if h2conn.output_pending:  # acknowledgements (PING, SETTINGS), RST_STREAM from h2
+                    self.flush_soon(ACK_FLUSH_DELAY)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._lost(f"the connection broke: {exc!r}", exc)
         except h2.exceptions.ProtocolError as exc:
@@ -350,21 +232,42 @@ class Connection:
         try:
             while True:
                 if not self._wake.is_set():
-                    with trio.CancelScope(deadline=self._lazy_deadline) as scope:
-                        self._writer_scope = scope
-                        await self._wake.wait()
-                    self._writer_scope = None
-                    if self._wake.is_set():
-                        self._wake = trio.Event()
-                else:
-                    self._wake = trio.Event()
-                self._lazy_deadline = math.inf
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                # This write takes whatever waited; the flusher's deadline stays armed (see there).
                 data = h2conn.data_to_send()
+                if self._unsent:
+                    data = self._unsent + data
+                    self._unsent = b""
                 if data:
                     self._taken_epoch += 1
-                    await stream.send_all(data)
+                    self._writing = True
+                    try:
+                        await stream.send_all(data)
+                    finally:
+                        self._writing = False
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._lost(f"the connection broke: {exc!r}", exc)
+
+    async def _lazy_flush_loop(self) -> None:
+        """Send "flush soon" output that no write took in time (see :meth:`flush_soon`).
+
+        A long-lived cancel scope whose deadline is the earliest one asked for, rather than a
+        deadline on the writer's wait: with one call at a time every response leaves a PING ACK to
+        share the next request's write, and a cancel scope per writer round plus a deadline change
+        per response cost more than the rest of the writer. A write that takes the output does not
+        disarm the deadline (that is another change per round); it fires, an exception inside trio
+        and the expensive part, at most once per ACK_FLUSH_DELAY while only acknowledgements wait,
+        sometimes with nothing left to send.
+        """
+        while True:
+            with trio.CancelScope(deadline=self._lazy_deadline) as scope:
+                self._lazy_scope = scope
+                await trio.sleep_forever()
+            self._lazy_scope = None
+            self._lazy_deadline = math.inf
+            if self.h2.output_pending:
+                self.flush_now()
 
     async def _keepalive_loop(self) -> None:
         params = self.params
@@ -396,15 +299,35 @@ class Connection:
     # -- output -----------------------------------------------------------------------------------------
 
     def flush_now(self) -> None:
-        """Have the writer send h2's output at its next chance."""
+        """Have h2's output sent at once: by this task, else by the writer at its next chance.
+
+        With one call open there is nothing to coalesce, so the calling task writes to the socket
+        itself, saving the writer's wake-up and trio's send machinery (a sixth of the CPU of a call
+        at concurrency 1). The write is synchronous and non-blocking, so it cannot be cancelled
+        halfway; whatever the socket does not take at once, and any error, is left to the writer,
+        which sends it before anything else. Only while the writer is idle, on plain TCP (not TLS).
+        """
+        if self._fd >= 0 and len(self.calls) <= 1 and not (self._writing or self._unsent or self.dead):
+            data = self.h2.data_to_send()
+            if not data:
+                return
+            self._taken_epoch += 1
+            try:
+                sent = _write_nonblocking(self._fd, data)
+            except OSError:  # would block, or broken: the writer finds out which
+                sent = 0
+            if sent == len(data):
+                return
+            self._unsent = data[sent:]
         self._wake.set()
 
-    def flush_soon(self) -> None:
-        """Have the writer send h2's output within LAZY_FLUSH_DELAY (or with an earlier write)."""
-        if self._lazy_deadline == math.inf:
-            self._lazy_deadline = trio.current_time() + LAZY_FLUSH_DELAY
-            if self._writer_scope is not None:
-                self._writer_scope.deadline = self._lazy_deadline
+    def flush_soon(self, delay: float = LAZY_FLUSH_DELAY) -> None:
+        """Have the writer send h2's output within ``delay`` seconds (or with an earlier write)."""
+        deadline = trio.current_time() + delay
+        if deadline < self._lazy_deadline:
+            self._lazy_deadline = deadline
+            if self._lazy_scope is not None:
+                self._lazy_scope.deadline = deadline
 
     # -- calls ------------------------------------------------------------------------------------------
 
@@ -427,9 +350,8 @@ class Connection:
     def start_call(self, header_block: bytes, *, end_stream: bool = False) -> Call:
         """Open a stream with the pre-encoded ``header_block``. Needs a free slot; synchronous."""
         h2conn = self.h2
-        stream_id = h2conn.get_next_available_stream_id()
+        stream_id = h2conn.start_request(header_block, end_stream=end_stream)
         call = Call(self, stream_id)
-        h2conn.send_headers(stream_id, [PreEncodedBlock(b"", header_block)], end_stream=end_stream)
         h2conn.open_calls += 1
         self.calls[stream_id] = call
         call.local_ended = end_stream
@@ -515,39 +437,86 @@ class Connection:
         call.closed = True
         if self.calls.pop(call.stream_id, None) is not None:
             self.h2.open_calls -= 1
-            self._slots.unpark()
+            self.h2.forget_stream(call.stream_id)
+            if self._slots:
+                self._slots.unpark()
         if self.draining and not self.calls and not self.dead:
             self._shutdown(None, None)
 
-    # -- events -----------------------------------------------------------------------------------------
+    # -- what the server sent: a FrameSink for H2Protocol.receive_data_into --------------------------
 
-    def _on_response(self, event: h2.events.Event) -> None:
-        assert isinstance(event, h2.events.ResponseReceived)
-        call = self.calls.get(event.stream_id)
+    def response_received(self, stream_id: int, headers: list[Header], ended: bool) -> None:
+        self._response(stream_id, headers, ended)
+        if ended:
+            self._stream_ended(stream_id)
+
+    def trailers_received(self, stream_id: int, headers: list[Header]) -> None:
+        self._trailers(stream_id, headers)
+        self._stream_ended(stream_id)
+
+    def data_received(self, stream_id: int, data: bytes, flow_controlled_length: int, ended: bool) -> None:
+        self._data(stream_id, data, flow_controlled_length)
+        if ended:
+            self._stream_ended(stream_id)
+
+    def window_updated(self, stream_id: int, delta: int) -> None:
+        if stream_id == 0:
+            self._wake_senders()
+        else:
+            call = self.calls.get(stream_id)
+            if call is not None and call.window_event is not None:
+                call.window_event.set()
+
+    def ping_received(self, ping_data: bytes) -> None:
+        pass  # h2 queued the ACK; the read loop has it flushed
+
+    def ping_ack_received(self, ping_data: bytes) -> None:
+        self._ping_ack.set()
+
+    def h2_events(self, events: list[h2.events.Event]) -> None:
+        handlers = self._handlers
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+
+    @staticmethod
+    def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+        if len(cache) >= _STATUS_CACHE_SIZE:
+            cache.clear()
+        cache[key] = value
+        return value
+
+    def _response(self, stream_id: int, headers: list[Header], ended: bool) -> None:
+        call = self.calls.get(stream_id)
         if call is None or call.end is not None:
             return
-        end_stream = event.stream_ended is not None
-        status = status_from_response_headers(event.headers, end_stream=end_stream)
+        key = (ended, *headers)
+        try:
+            status = self._header_statuses[key]
+        except KeyError:
+            status = self._remember(
+                self._header_statuses, key, status_from_response_headers(headers, end_stream=ended)
+            )
         if status is None:
             return
-        if end_stream:
+        if ended:
             call.finish(status)
         else:
             call.fail_and_reset(status)
 
-    def _on_data(self, event: h2.events.Event) -> None:
-        assert isinstance(event, h2.events.DataReceived)
-        size = event.flow_controlled_length
+    def _data(self, stream_id: int, data: bytes, size: int) -> None:
         if size:
             self._conn_owed += size
             if self._conn_owed >= self._conn_credit_threshold:
                 self.h2.increment_flow_control_window(self._conn_owed)
                 self._conn_owed = 0
-        call = self.calls.get(event.stream_id)
+                self.flush_soon()
+        call = self.calls.get(stream_id)
         if call is None or call.end is not None:
             return
         try:
-            messages = call.decoder.feed(event.data)
+            messages = call.decoder.feed(data)
         except FramingError as exc:
             call.fail_and_reset(GrpcStatus(exc.code, exc.message))
             return
@@ -560,25 +529,44 @@ class Connection:
             call.held = 0
             self.credit_stream(call)
 
-    def _on_trailers(self, event: h2.events.Event) -> None:
-        assert isinstance(event, h2.events.TrailersReceived)
-        call = self.calls.get(event.stream_id)
+    def _trailers(self, stream_id: int, headers: list[Header]) -> None:
+        call = self.calls.get(stream_id)
         if call is None:
             return
-        status = status_from_trailers(event.headers)
+        key = tuple(headers)
+        status = self._trailer_statuses.get(key)
+        if status is None:
+            status = self._remember(self._trailer_statuses, key, status_from_trailers(headers))
         if status.code == 0 and call.decoder.buffered:
             status = GrpcStatus(StatusCode.INTERNAL, "server ended the stream in the middle of a message")
         call.finish(status)
 
-    def _on_stream_ended(self, event: h2.events.Event) -> None:
-        assert isinstance(event, h2.events.StreamEnded)
-        call = self.calls.get(event.stream_id)
+    def _stream_ended(self, stream_id: int) -> None:
+        call = self.calls.get(stream_id)
         if call is None:
             return
         call.remote_ended = True
         call.finish(_STREAM_ENDED_WITHOUT_TRAILERS)
         if call.local_ended:
             self._release(call)
+
+    # The same, as h2 events: what h2's own path produces (frames the fast path leaves to h2).
+
+    def _on_response(self, event: h2.events.Event) -> None:
+        assert isinstance(event, h2.events.ResponseReceived)
+        self._response(event.stream_id, event.headers, event.stream_ended is not None)
+
+    def _on_data(self, event: h2.events.Event) -> None:
+        assert isinstance(event, h2.events.DataReceived)
+        self._data(event.stream_id, event.data, event.flow_controlled_length)
+
+    def _on_trailers(self, event: h2.events.Event) -> None:
+        assert isinstance(event, h2.events.TrailersReceived)
+        self._trailers(event.stream_id, event.headers)
+
+    def _on_stream_ended(self, event: h2.events.Event) -> None:
+        assert isinstance(event, h2.events.StreamEnded)
+        self._stream_ended(event.stream_id)
 
     def _on_stream_reset(self, event: h2.events.Event) -> None:
         assert isinstance(event, h2.events.StreamReset)
@@ -590,12 +578,7 @@ class Connection:
 
     def _on_window_updated(self, event: h2.events.Event) -> None:
         assert isinstance(event, h2.events.WindowUpdated)
-        if event.stream_id == 0:
-            self._wake_senders()
-        else:
-            call = self.calls.get(event.stream_id)
-            if call is not None and call.window_event is not None:
-                call.window_event.set()
+        self.window_updated(event.stream_id, event.delta)
 
     def _on_settings(self, event: h2.events.Event) -> None:
         assert isinstance(event, h2.events.RemoteSettingsChanged)
