@@ -18,7 +18,7 @@ from etcdsync.client._pb import rpc_pb2, v3lock_pb2
 from etcdsync.client._transport import Channel, ChannelState, ConnectionLost, StatusError, open_h2_channel
 from etcdsync.client._transport._grpcio import open_grpcio_channel
 from etcdsync.client._transport._h2conn import KeepaliveTimeout
-from etcdsync.testing import etcd_server
+from etcdsync.testing import etcd_server, metric
 
 PUT = "/etcdserverpb.KV/Put"
 RANGE = "/etcdserverpb.KV/Range"
@@ -48,28 +48,6 @@ def open_channel(transport: str) -> OpenChannel:
 
 
 # -- helpers (also used by test_h2_etcd.py and test_grpcio.py) ----------------------------------------------
-
-
-async def http_get(endpoint: str, path: str) -> bytes:
-    """The body of ``GET path`` (HTTP/1.0, so no chunked encoding)."""
-    host, port = endpoint.rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n".encode())
-        chunks = []
-        while data := await stream.receive_some(1 << 16):
-            chunks.append(data)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
-    return body
-
-
-async def metric(endpoint: str, name: str) -> float:
-    """A Prometheus metric of etcd's (served on the client port too)."""
-    for line in (await http_get(endpoint, "/metrics")).decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no metric {name}")
 
 
 def put(key: bytes, value: bytes, lease: int = 0) -> bytes:
