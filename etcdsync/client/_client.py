@@ -13,6 +13,11 @@ said "no leader" under ``hasleader``); otherwise its failure raises
 
 Every request carries ``hasleader: true``, so a member cut off from its cluster fails at once with
 :class:`~etcdsync.NoClusterLeaderError` instead of hanging until the deadline.
+
+Size: over the 800-line mark because :class:`Client` is the whole KV, transaction and lease surface
+of the API contract, each method with its argument checks and a docstring that states its errors
+(about half the lines); the call path (``_unary``, ``_failover``) is here because every one of those
+methods goes through it. Administration lives apart in ``_admin.py``.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ Statistics: ``reconnects`` counts the connection coming back after a failed call
 drop and reconnect between two calls that both work goes uncounted. (Watching grpc's connectivity
 state instead would leave an operation pending past ``close()``, which grpc's shared poller then
 hands to a closed loop.)
+
+Size: over the 800-line mark because the bridge (two queues, two drains, the abort protocol), the
+jobs that run on the loop and the mapping of grpc's errors share the channel's state and its
+threading rules; split across modules they would need those rules restated in each.
 """
 
 from __future__ import annotations
