@@ -231,16 +231,18 @@ class _ItemQueue:
         The watch starts "now" (revision 0), which etcd serves at once; one started at ``revision +
         1`` would be served from etcd's 100 ms catch-up loop whenever anything was written since the
         read (an enqueue, typically). If it was established after ``revision``, items put in between
-        may be missing from it: the head is read once more, and the watch, kept open, covers
-        everything after that read.
+        may be missing from it: the head is read once more; if that read finds items they are the
+        caller's to claim (``None``), else the watch, kept open, covers everything after that read.
         """
         try:
             async with self._client.watch(self._prefix, prefix=True) as events:
                 if await events.established() > revision:
                     revision = await self._read_head()
-                    claimed = await self._claim_head()
-                    if claimed is not _Claim.GONE:
-                        return claimed if isinstance(claimed, KeyValue) else None
+                    if self._candidates:
+                        # Items came in between: let the caller claim them. (Claiming here and
+                        # watching on when they are all gone would hang: a read sees only the head of
+                        # the queue (a batch, or one priority), and what it did not see sends no event.)
+                        return None
                 self._stats.watches += 1
                 async for resp in events:
                     if not self._absorb_events([e for e in resp.events if e.kv.mod_revision > revision]):

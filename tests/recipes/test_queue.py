@@ -315,10 +315,37 @@ async def test_an_item_put_between_the_read_and_the_watch_is_claimed(
     resp = await client.put(etcd_prefix + b"noise", b"n")
     await q.enqueue(b"y")
     await client.compact(resp.header.revision + 1)
-    claimed = await q._wait_and_claim(resp.header.revision - 5)
-    assert claimed is not None
-    assert claimed.value == b"y"
+    assert await q._wait_and_claim(resp.header.revision - 5) is None  # the re-read found "y"
+    assert await q.dequeue() == b"y"  # claimed from the re-read's candidates
     assert q.statistics().reads == 2  # the one before the first item, and the re-read
+
+
+@pytest.mark.deadline(20)
+async def test_a_reread_whose_items_are_all_taken_by_others_reads_the_head_again(
+    client: Client, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read sees only the head of a PriorityQueue (its most urgent priority). If the re-read after a
+    # late watch found items and other consumers took them all, waiting on the watch would hang: the
+    # less urgent item put before the re-read sends no event. The waiter must read the head again.
+    pq = PriorityQueue(client, etcd_prefix + b"pq")
+    other = PriorityQueue(client, etcd_prefix + b"pq")
+    real_read = pq._read_head
+    reads = 0
+
+    async def read_head() -> int:
+        nonlocal reads
+        reads += 1
+        revision = await real_read()
+        if reads == 1:  # the queue was empty; two items arrive before the waiter's watch starts
+            await other.enqueue(b"urgent", 0)
+            await other.enqueue(b"later", 5)
+        elif reads == 2:  # the re-read saw priority 0 only; another consumer takes that item
+            assert await other.dequeue() == b"urgent"
+        return revision
+
+    monkeypatch.setattr(pq, "_read_head", read_head)
+    assert await pq.dequeue() == b"later"  # (a hang is caught by the test's deadline)
+    assert reads == 3
 
 
 # ----- the claim is the commit point ----------------------------------------------------------------------
