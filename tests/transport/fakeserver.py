@@ -124,6 +124,8 @@ class FakeCall:
         if not self._headers_sent:
             await self.send_headers()
         await self.conn.send_data(self, data, end_stream=end_stream)
+        if end_stream:
+            self.finished = True  # ended without trailers: nothing more may be sent
 
     async def finish(
         self, code: int = 0, message: str = "", *, trailers: Sequence[tuple[str, str]] = ()

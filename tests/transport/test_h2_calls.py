@@ -240,6 +240,26 @@ async def test_compressed_message_is_refused() -> None:
             await server.wait_for_reset(1)
 
 
+async def test_a_bad_final_data_frame_fails_its_call_only() -> None:
+    # The server ends the stream with the DATA frame (no trailers) and that message is refused: the
+    # stream is closed on both sides by then, so there is nothing to reset, and the connection (with
+    # the other call on it) must live on.
+    async def handler(call: FakeCall) -> None:
+        if call.header("kind") == "bad":
+            await call.send_raw(frame_message(b"zipped", flags=1), end_stream=True)
+        else:
+            await call.send(b"fine")
+            await call.finish()
+
+    with trio.fail_after(10):
+        async with open_fake_server(handler) as server, open_h2_channel(server.endpoint) as channel:
+            with pytest.raises(StatusError, match="no compression was negotiated"):
+                await channel.unary(PATH, b"x", metadata=[("kind", "bad")])
+            assert await channel.unary(PATH, b"x", metadata=[("kind", "good")]) == b"fine"
+            assert channel.statistics().reconnects == 0
+            assert len(server.connections) == 1
+
+
 async def test_invalid_metadata_and_paths_raise_before_sending() -> None:
     with trio.fail_after(10):
         async with open_fake_server(reverse) as server, open_h2_channel(server.endpoint) as channel:

@@ -420,13 +420,20 @@ class Connection:
         if call.closed:
             return
         if not self.dead:
-            self.h2.reset_stream(call.stream_id, ErrorCodes.CANCEL)
-            self.flush_now()
+            try:
+                self.h2.reset_stream(call.stream_id, ErrorCodes.CANCEL)
+            except h2.exceptions.StreamClosedError:
+                pass  # both sides ended already (a bad final DATA frame with END_STREAM): nothing to reset
+            else:
+                self.flush_now()
         self._release(call)
 
     def credit_stream(self, call: Call) -> None:
         if call.owed >= self._stream_credit_threshold and not (call.remote_ended or call.closed or self.dead):
-            self.h2.increment_flow_control_window(call.owed, call.stream_id)
+            try:
+                self.h2.increment_flow_control_window(call.owed, call.stream_id)
+            except h2.exceptions.StreamClosedError:
+                return  # its final DATA frame (END_STREAM) is being handled: no credit is due
             call.owed = 0
             self.flush_soon()
 
