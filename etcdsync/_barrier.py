@@ -112,11 +112,16 @@ class Barrier:
         Raises:
             TransportError: no endpoint could be reached.
         """
+        held_since: int | None = None  # the create revision of the key the first read saw
         async with KeyWatches(self._client, WaitStatistics()) as watches:
             while True:
                 resp = await self._client.range(self._key, keys_only=True)
                 if not resp.kvs:
                     return
+                if held_since is None:
+                    held_since = resp.kvs[0].create_revision
+                elif resp.kvs[0].create_revision != held_since:
+                    return  # released and held again since the first read: that release opened it
                 await watches.watch_only([self._key])
                 outcome = await watches.wait(resp.header.revision, is_delete)
                 if isinstance(outcome, Event):

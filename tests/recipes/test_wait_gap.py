@@ -215,6 +215,27 @@ async def test_barrier_wait_across_the_gap(
         assert gap.fired and set(gap.starts) == {0}
 
 
+@pytest.mark.deadline(20)
+async def test_barrier_released_and_held_again_in_the_gap_lets_the_waiter_through(
+    client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with Go's watch from the read's revision + 1: a release the waiter could have seen opens
+    # the barrier for it, even if the key is held again before its watch starts.
+    key = etcd_prefix + b"freeze"
+    await Barrier(client, key).hold()
+
+    async def release_and_hold() -> None:
+        await Barrier(client, key).release()
+        await Barrier(client, key).hold()
+
+    async with waiter_client(etcd_endpoint) as wclient:
+        gap = Gap(monkeypatch, wclient, release_and_hold, method="range", when=lambda *_: True)
+        await Barrier(wclient, key).wait()  # (a hang is caught by the test's deadline)
+        assert gap.fired and set(gap.starts) == {0}
+    assert (await client.range(key)).kvs  # held again, and the waiter passed anyway
+    await Barrier(client, key).release()
+
+
 async def test_double_barrier_mark_in_the_gap_is_not_missed(
     client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
