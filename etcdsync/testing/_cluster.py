@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from . import _http
-from ._addresses import pick_block
+from ._addresses import MemberAddress, pick_block
 from ._binary import find_etcd
 from ._errors import EtcdHarnessError
 from ._process import POLL_INTERVAL, PROBE_TIMEOUT, EtcdOptions, EtcdProcess, peer_url
@@ -253,23 +253,49 @@ async def etcd_cluster(
         start_timeout=start_timeout,
     )
     binary = find_etcd()
-    addresses = pick_block(size)
-    names = [f"m{i}" for i in range(size)]
-    initial_cluster = ",".join(
-        f"{name}={peer_url(a, options)}" for name, a in zip(names, addresses, strict=True)
-    )
+    members = [MemberSpec(address, peer_url(address, options)) for address in pick_block(size)]
+    async with launch_cluster(members, options, binary) as cluster:
+        yield cluster
+
+
+@attrs.frozen
+class MemberSpec:
+    """How :func:`launch_cluster` starts one member (the last three as in :meth:`EtcdProcess.create`)."""
+
+    address: MemberAddress
+    peer_url: str  # what the other members are told to reach it by
+    command_prefix: tuple[str, ...] = ()
+    advertise_peer_url: str | None = None
+    access_endpoint: str | None = None
+
+
+@contextlib.asynccontextmanager
+async def launch_cluster(
+    members: Sequence[MemberSpec], options: EtcdOptions, binary: str
+) -> AsyncIterator[EtcdCluster]:
+    """Start a fresh cluster of ``members`` (named ``m0``, ``m1``...), wait until it is healthy, and
+    close every process at exit (shielded and bounded, see :func:`aclose_processes`).
+
+    The one launch sequence of :func:`etcd_cluster` and of the fault-injection clusters, which only
+    place and reach their members differently.
+    """
+    names = [f"m{i}" for i in range(len(members))]
+    initial_cluster = ",".join(f"{name}={m.peer_url}" for name, m in zip(names, members, strict=True))
     token = f"etcdsync-{uuid.uuid4().hex[:12]}"
     processes: list[EtcdProcess] = []
     try:
-        for name, address in zip(names, addresses, strict=True):
+        for name, member in zip(names, members, strict=True):
             processes.append(
                 EtcdProcess.create(
                     name=name,
-                    address=address,
+                    address=member.address,
                     initial_cluster=initial_cluster,
                     cluster_token=token,
                     options=options,
                     binary=binary,
+                    command_prefix=member.command_prefix,
+                    advertise_peer_url=member.advertise_peer_url,
+                    access_endpoint=member.access_endpoint,
                 )
             )
         for process in processes:

@@ -34,7 +34,6 @@ import logging
 import os
 import secrets
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Final, final
 
@@ -43,9 +42,8 @@ import trio
 
 from .._addresses import MemberAddress, pick_block
 from .._binary import find_etcd
-from .._cluster import EtcdCluster
-from .._process import EtcdOptions, EtcdProcess
-from .._server import EtcdServer, aclose_processes
+from .._cluster import EtcdCluster, MemberSpec, launch_cluster
+from .._process import EtcdOptions
 from ._proxy import TcpProxy
 from ._util import FaultError, open_task_nursery, run_command, run_command_sync
 
@@ -387,30 +385,14 @@ async def netns_cluster(
             )
             await nursery.start(proxy.run)
             proxies.append(proxy)
-        names = [f"m{i}" for i in range(size)]
-        initial = ",".join(
-            f"{name}=http://{ip}:2380" for name, ip in zip(names, topology.member_ips, strict=True)
-        )
-        token = f"etcdsync-{uuid.uuid4().hex[:12]}"
-        processes: list[EtcdProcess] = []
-        try:
-            for i, (name, ip) in enumerate(zip(names, topology.member_ips, strict=True)):
-                processes.append(
-                    EtcdProcess.create(
-                        name=name,
-                        address=MemberAddress(ip, 2379, 2380, 2381),
-                        initial_cluster=initial,
-                        cluster_token=token,
-                        options=options,
-                        binary=binary,
-                        command_prefix=("ip", "netns", "exec", topology.members[i]),
-                        access_endpoint=proxies[i].endpoint,
-                    )
-                )
-            for process in processes:
-                process.start()
-            cluster = EtcdCluster(members=[EtcdServer(p) for p in processes], options=options)
-            await cluster.wait_healthy()
+        members = [
+            MemberSpec(
+                MemberAddress(ip, 2379, 2380, 2381),
+                f"http://{ip}:2380",
+                command_prefix=("ip", "netns", "exec", namespace),
+                access_endpoint=proxy.endpoint,
+            )
+            for ip, namespace, proxy in zip(topology.member_ips, topology.members, proxies, strict=True)
+        ]
+        async with launch_cluster(members, options, binary) as cluster:
             yield NetnsCluster(cluster=cluster, topology=topology, client_proxies=proxies)
-        finally:
-            await aclose_processes(processes)

@@ -14,7 +14,6 @@ another member sends to it passes the proxy (``shared/notes/fault-injection.md``
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import final
 
@@ -22,9 +21,8 @@ import attrs
 
 from .._addresses import pick_block
 from .._binary import find_etcd
-from .._cluster import EtcdCluster
-from .._process import EtcdOptions, EtcdProcess, peer_url
-from .._server import EtcdServer, aclose_processes
+from .._cluster import EtcdCluster, MemberSpec, launch_cluster
+from .._process import EtcdOptions, peer_url
 from ._proxy import TcpProxy
 from ._util import open_task_nursery
 
@@ -113,29 +111,10 @@ async def peer_proxied_cluster(
             proxy = TcpProxy(f"{address.host}:{address.peer_port}", listen_host=address.host)
             await nursery.start(proxy.run)
             proxies.append(proxy)
-        names = [f"m{i}" for i in range(size)]
-        advertised = [f"http://{proxy.endpoint}" for proxy in proxies]
-        initial = ",".join(f"{n}={url}" for n, url in zip(names, advertised, strict=True))
-        token = f"etcdsync-{uuid.uuid4().hex[:12]}"
-        processes: list[EtcdProcess] = []
-        try:
-            for name, address, url in zip(names, addresses, advertised, strict=True):
-                assert peer_url(address, options).startswith("http://")
-                processes.append(
-                    EtcdProcess.create(
-                        name=name,
-                        address=address,
-                        initial_cluster=initial,
-                        cluster_token=token,
-                        options=options,
-                        binary=binary,
-                        advertise_peer_url=url,
-                    )
-                )
-            for process in processes:
-                process.start()
-            cluster = EtcdCluster(members=[EtcdServer(p) for p in processes], options=options)
-            await cluster.wait_healthy()
+        members = []
+        for address, proxy in zip(addresses, proxies, strict=True):
+            assert peer_url(address, options).startswith("http://")
+            url = f"http://{proxy.endpoint}"
+            members.append(MemberSpec(address, url, advertise_peer_url=url))
+        async with launch_cluster(members, options, binary) as cluster:
             yield PeerProxiedCluster(cluster=cluster, peer_proxies=proxies)
-        finally:
-            await aclose_processes(processes)
