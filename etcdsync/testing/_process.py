@@ -212,7 +212,7 @@ def _child_env(marker: str) -> dict[str, str]:
     return env
 
 
-def _proc_state(pid: int) -> str | None:
+def proc_state(pid: int) -> str | None:
     """The one-letter state in ``/proc/<pid>/stat`` (``R``, ``S``, ``T``, ``Z`` …), or None if unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -475,7 +475,7 @@ class EtcdProcess:
         self._signal_running(signal.SIGSTOP)
         self._paused = True
         deadline = time.monotonic() + _STOP_TIMEOUT
-        while _proc_state(self.pid) not in ("T", None):
+        while proc_state(self.pid) not in ("T", None):
             if time.monotonic() > deadline:
                 raise EtcdHarnessError(self.describe_failure("did not stop after SIGSTOP"))
             time.sleep(0.001)

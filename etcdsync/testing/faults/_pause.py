@@ -18,6 +18,7 @@ from typing import Final
 
 import trio
 
+from .._process import proc_state
 from ._util import FaultError
 
 __all__ = ("Pausable", "continue_process", "pause_process", "stop_process")
@@ -34,16 +35,6 @@ def _pid(process: Pausable) -> int:
     if process.returncode is not None:
         raise FaultError(f"process {process.pid} has exited (status {process.returncode})")
     return process.pid
-
-
-def _state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            raw = stat.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return fields[0].decode() if fields else None
 
 
 def _signal(process: Pausable, signum: int) -> int:
@@ -68,7 +59,7 @@ def stop_process(process: Pausable) -> None:
     """
     pid = _signal(process, signal.SIGSTOP)
     deadline = time.monotonic() + _STOP_TIMEOUT
-    while _state(pid) not in ("T", "t", None, "Z"):
+    while proc_state(pid) not in ("T", "t", None, "Z"):
         if time.monotonic() > deadline:
             raise FaultError(f"process {pid} did not stop within {_STOP_TIMEOUT} s of SIGSTOP")
         time.sleep(0.001)
