@@ -197,6 +197,22 @@ def _window_start(warmup: float, start_at: float | None) -> float:
     return max(0.0, start_at - time.time()) if start_at else warmup
 
 
+def call_loop(
+    call: Callable[[int], Awaitable[object]], meter: Meter, concurrency: int
+) -> Callable[[int], Awaitable[None]]:
+    """Caller ``offset`` of ``concurrency``: call, record, repeat (works under trio and asyncio)."""
+
+    async def worker(offset: int) -> None:
+        i = offset
+        while True:
+            started = time.perf_counter()
+            await call(i)
+            meter.record(started)
+            i += concurrency
+
+    return worker
+
+
 async def trio_drive(
     worker: Callable[[int], Awaitable[object]],
     n: int,

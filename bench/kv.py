@@ -50,20 +50,6 @@ KEYS, VALUE = h.KEYS, h.VALUE
 # -- children: one client, one op, N concurrent callers ---------------------------------------------------
 
 
-def _async_worker(call: Callable[[int], Awaitable[object]], meter: h.Meter, concurrency: int):
-    """Caller ``offset`` of ``concurrency``: call, record, repeat (works under trio and asyncio)."""
-
-    async def worker(offset: int) -> None:
-        i = offset
-        while True:
-            started = time.perf_counter()
-            await call(i)
-            meter.record(started)
-            i += concurrency
-
-    return worker
-
-
 async def etcdsync_child(args: argparse.Namespace, transport: str, op: str, concurrency: int) -> h.Row:
     import etcdsync
     from etcdsync import Compare, Op
@@ -82,7 +68,7 @@ async def etcdsync_child(args: argparse.Namespace, transport: str, op: str, conc
             "range": lambda i: client.get(KEYS[0]),
             "txn": txn,
         }
-        worker = _async_worker(calls[op], meter, concurrency)
+        worker = h.call_loop(calls[op], meter, concurrency)
         return await h.trio_drive(
             worker, concurrency, meter, warmup=args.warmup, seconds=args.seconds, start_at=args.start_at
         )
@@ -107,7 +93,7 @@ async def aetcd_child(args: argparse.Namespace, op: str, concurrency: int) -> h.
             "range": lambda i: client.get(KEYS[0]),
             "txn": txn,
         }
-        worker = _async_worker(calls[op], meter, concurrency)
+        worker = h.call_loop(calls[op], meter, concurrency)
         return await h.asyncio_drive(
             worker, concurrency, meter, warmup=args.warmup, seconds=args.seconds, start_at=args.start_at
         )

@@ -41,7 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from _harness import Meter, client_order, pin_process, versions as _versions
+from _harness import Meter, call_loop, client_order, pin_process, versions as _versions
 
 CLIENTS = ("h2", "grpcio", "aetcd")
 #: aetcd's own keep-alive API, ``refresh_lease``, which opens a new stream per refresh (keepalive only).
@@ -64,18 +64,6 @@ def _unary(put: Callable[[bytes], Awaitable[object]], get: Callable[[], Awaitabl
     return lambda i: get()
 
 
-def _unary_worker(call: Call, meter: Meter, concurrency: int) -> Callable[[int], Awaitable[None]]:
-    async def worker(offset: int) -> None:
-        i = offset
-        while True:
-            started = time.perf_counter()
-            await call(i)
-            meter.record(started)
-            i += concurrency
-
-    return worker
-
-
 async def _etcdsync_child(
     transport: str, endpoint: str, op: str, concurrency: int, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -87,7 +75,7 @@ async def _etcdsync_child(
         await client.put(KEYS[0], VALUE)
         if op != "keepalive":
             call = _unary(lambda key: client.put(key, VALUE), lambda: client.get(KEYS[0]), op)
-            return await _trio_drive(_unary_worker(call, meter, concurrency), concurrency, meter, args)
+            return await _trio_drive(call_loop(call, meter, concurrency), concurrency, meter, args)
         lease = await client.lease_grant(600)
         channel = await client._channel(endpoint)
         request = rpc_pb2.LeaseKeepAliveRequest(ID=lease.id).SerializeToString()
@@ -156,7 +144,7 @@ async def _aetcd_child(
             finally:
                 call.cancel()
         call = _unary(lambda key: client.put(key, VALUE), lambda: client.get(KEYS[0]), op)
-        return await _asyncio_drive(_unary_worker(call, meter, concurrency), concurrency, meter, args)
+        return await _asyncio_drive(call_loop(call, meter, concurrency), concurrency, meter, args)
 
 
 async def _asyncio_drive(
