@@ -148,15 +148,7 @@ async def etcdsync_put(args: argparse.Namespace) -> h.Row:
 
     meter = _meter(args)
     async with etcdsync.open_client(args.endpoint) as client:
-
-        async def worker(_: int) -> None:
-            i = 0
-            while True:
-                started = time.perf_counter()
-                await client.put(h.KEYS[i % len(h.KEYS)], h.VALUE)
-                meter.record(started)
-                i += 1
-
+        worker = h.call_loop(lambda i: client.put(h.KEYS[i % len(h.KEYS)], h.VALUE), meter, 1)
         return await h.trio_drive(worker, 1, meter, **_drive(args))
 
 
