@@ -14,9 +14,12 @@ What is measured:
 
 * Unary: the public client API, ``client.put(key, value)`` (1000 keys, 16-byte values) and
   ``client.get(key)`` (linearizable), i.e. request building and response conversion included.
-* Keepalive: ping-pong on one LeaseKeepAlive stream, one request in flight; each response is
-  parsed. etcdsync through its Channel protocol (the client has no ping-pong API), aetcd through
-  its grpc.aio stub (``aetcd.Client.refresh_lease`` opens a new stream per refresh).
+* Keepalive: round trips on one LeaseKeepAlive stream, each response parsed, with one request in
+  flight (ping-pong: etcd's round trip bounds the rate) and with 64 in flight (a sender keeps 64
+  requests outstanding, a receiver takes the responses in order: the stream's throughput, as a lease
+  keeper that shares one stream among many leases uses it). etcdsync through its Channel protocol
+  (the client has no ping-pong API), aetcd through its grpc.aio stub (``aetcd.Client.refresh_lease``
+  opens a new stream per refresh; measured ping-pong only, as ``aetcd-refresh``).
 
 Per run: ops/s over ``--seconds`` after ``--warmup`` s, client CPU per op (``getrusage`` of the
 child: all its threads), p50/p99 latency. Reported: medians over repetitions, and the paired ratio
@@ -38,6 +41,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -46,7 +50,17 @@ from _harness import Meter, call_loop, client_order, pin_process, versions as _v
 CLIENTS = ("h2", "grpcio", "aetcd")
 #: aetcd's own keep-alive API, ``refresh_lease``, which opens a new stream per refresh (keepalive only).
 AETCD_REFRESH = "aetcd-refresh"
-CELLS = [("put", 1), ("put", 16), ("put", 128), ("range", 1), ("range", 16), ("range", 128), ("keepalive", 1)]
+#: (op, concurrency); for keepalive the concurrency is the number of requests in flight on the one stream.
+CELLS = [
+    ("put", 1),
+    ("put", 16),
+    ("put", 128),
+    ("range", 1),
+    ("range", 16),
+    ("range", 128),
+    ("keepalive", 1),
+    ("keepalive", 64),
+]
 KEYS = [b"bench/key/%04d" % i for i in range(1000)]
 VALUE = b"v" * 16
 
@@ -70,7 +84,7 @@ async def _etcdsync_child(
     import etcdsync
     from etcdsync.client._pb import rpc_pb2
 
-    meter = Meter()
+    meter = Meter(etcd_pid=args.etcd_pid)
     async with etcdsync.open_client(endpoint, transport=transport) as client:  # type: ignore[arg-type]
         await client.put(KEYS[0], VALUE)
         if op != "keepalive":
@@ -80,15 +94,33 @@ async def _etcdsync_child(
         channel = await client._channel(endpoint)
         request = rpc_pb2.LeaseKeepAliveRequest(ID=lease.id).SerializeToString()
         async with channel.stream("/etcdserverpb.Lease/LeaseKeepAlive") as stream:
+            if concurrency == 1:
 
-            async def ping_pong(_: int) -> None:
+                async def ping_pong(_: int) -> None:
+                    while True:
+                        started = time.perf_counter()
+                        await stream.send(request)
+                        rpc_pb2.LeaseKeepAliveResponse.FromString(await stream.receive())
+                        meter.record(started)
+
+                return await _trio_drive(ping_pong, 1, meter, args)
+            import trio
+
+            credits = trio.Semaphore(concurrency)
+            starts: deque[float] = deque()
+
+            async def pipeline(role: int) -> None:
                 while True:
-                    started = time.perf_counter()
-                    await stream.send(request)
-                    rpc_pb2.LeaseKeepAliveResponse.FromString(await stream.receive())
-                    meter.record(started)
+                    if role == 0:  # the sender: keeps `concurrency` requests outstanding
+                        await credits.acquire()
+                        starts.append(time.perf_counter())
+                        await stream.send(request)
+                    else:  # the receiver: responses come in request order on one stream
+                        rpc_pb2.LeaseKeepAliveResponse.FromString(await stream.receive())
+                        meter.record(starts.popleft())
+                        credits.release()
 
-            return await _trio_drive(ping_pong, 1, meter, args)
+            return await _trio_drive(pipeline, 2, meter, args)
 
 
 async def _trio_drive(
@@ -114,7 +146,7 @@ async def _aetcd_child(
     from aetcd import rpc
 
     host, port = endpoint.rsplit(":", 1)
-    meter = Meter()
+    meter = Meter(etcd_pid=args.etcd_pid)
     async with aetcd.Client(host=host, port=int(port)) as client:
         await client.put(KEYS[0], VALUE)
         if op == "keepalive" and refresh:
@@ -139,8 +171,24 @@ async def _aetcd_child(
                     await call.read()
                     meter.record(started)
 
+            credits = asyncio.Semaphore(concurrency)
+            starts: deque[float] = deque()
+
+            async def pipeline(role: int) -> None:
+                while True:
+                    if role == 0:
+                        await credits.acquire()
+                        starts.append(time.perf_counter())
+                        await call.write(request)
+                    else:
+                        await call.read()
+                        meter.record(starts.popleft())
+                        credits.release()
+
             try:
-                return await _asyncio_drive(ping_pong, 1, meter, args)
+                if concurrency == 1:
+                    return await _asyncio_drive(ping_pong, 1, meter, args)
+                return await _asyncio_drive(pipeline, 2, meter, args)
             finally:
                 call.cancel()
         call = _unary(lambda key: client.put(key, VALUE), lambda: client.get(KEYS[0]), op)
@@ -193,13 +241,15 @@ async def parent(args: argparse.Namespace) -> dict[str, object]:
         started = time.monotonic()
         for repetition in range(args.repetitions):
             for op, concurrency in CELLS:
+                if args.only and op != args.only:
+                    continue
                 order = client_order(CLIENTS, repetition)
-                if op == "keepalive":
+                if op == "keepalive" and concurrency == 1:
                     order.append(AETCD_REFRESH)
                 for client in order:
                     command = [sys.executable, __file__, "--endpoint", server.endpoint]
                     command += ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
-                    command += ["--child", client, op, str(concurrency)]
+                    command += ["--child", client, op, str(concurrency), "--etcd-pid", str(server.pid)]
                     if pin:
                         command += ["--cpu", "1"]
                     done = await trio.run_process(
@@ -268,7 +318,7 @@ def summarize(report: dict[str, object]) -> str:
             else:
                 ratio = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
                 eff = f"{statistics.median(efficiency):.2f}"
-            name = "keepalive, 1 stream" if op == "keepalive" else f"{op} c={concurrency}"
+            name = f"keepalive, 1 stream, {concurrency} in flight" if op == "keepalive" else f"{op} c={concurrency}"
             lines.append(
                 f"| {name} | {client} | {med('ops'):,.0f} | {ratio} | {med('cpu_us_per_op'):.0f} | {eff} "
                 f"| {med('p50_ms'):.2f} / {med('p99_ms'):.2f} |"
@@ -283,9 +333,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--only", default=None, help="measure only the cells of this op (put, range, keepalive)")
     parser.add_argument("--summarize", type=Path, default=None, help="print the table of a saved JSON file")
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--etcd-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
