@@ -217,11 +217,15 @@ async def _final_status(call: _StreamCall) -> _Failure:
     return _Status(int(code.value[0]), details, trailers, RuntimeError(f"the stream ended: {details}"))
 
 
-def _grpc_metadata(metadata: Sequence[tuple[str, str]]) -> tuple[tuple[str, str | bytes], ...]:
+def _grpc_metadata(metadata: Sequence[tuple[str, str]]) -> object:
+    """grpc's form of ``metadata``: a ``grpc.aio.Metadata``, which a call takes as it is (a tuple it
+    converts into one first, every call: measured 10-25 µs per call)."""
     validate_metadata(metadata)  # same rules (and ValueErrors) as h2; grpc wants -bin values decoded
-    return tuple(
-        (name, base64.b64decode(value + "=" * (-len(value) % 4)) if name.endswith("-bin") else value)
-        for name, value in metadata
+    return grpc.aio.Metadata(
+        *(
+            (name, base64.b64decode(value + "=" * (-len(value) % 4)) if name.endswith("-bin") else value)
+            for name, value in metadata
+        )
     )
 
 
@@ -279,7 +283,7 @@ class GrpcioChannel:
         self._grpc: _AioChannel | None = None
         self._unary_methods: dict[str, Callable[..., _UnaryCall]] = {}
         self._stream_methods: dict[str, Callable[..., _StreamCall]] = {}
-        self._metadata_cache: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str | bytes], ...]] = {}
+        self._metadata_cache: dict[tuple[tuple[str, str], ...], object] = {}
         self._to_loop: deque[tuple[_Op, _Job, tuple[object, ...]]] = deque()
         self._loop_drain_pending = False
         self._to_trio: deque[_Op] = deque()
@@ -494,7 +498,7 @@ class GrpcioChannel:
                 f"trying to send message larger than max ({size} vs. {self._max_send})",
             )
 
-    def _metadata(self, metadata: Sequence[tuple[str, str]]) -> tuple[tuple[str, str | bytes], ...]:
+    def _metadata(self, metadata: Sequence[tuple[str, str]]) -> object:
         # Callers pass the same few tuples over and over (hasleader, a token): cache the conversion.
         if not isinstance(metadata, tuple):
             return _grpc_metadata(metadata)
