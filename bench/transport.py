@@ -318,7 +318,9 @@ def summarize(report: dict[str, object]) -> str:
             else:
                 ratio = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
                 eff = f"{statistics.median(efficiency):.2f}"
-            name = f"keepalive, 1 stream, {concurrency} in flight" if op == "keepalive" else f"{op} c={concurrency}"
+            name = f"{op} c={concurrency}"
+            if op == "keepalive":
+                name = f"keepalive, 1 stream, {concurrency} in flight"
             lines.append(
                 f"| {name} | {client} | {med('ops'):,.0f} | {ratio} | {med('cpu_us_per_op'):.0f} | {eff} "
                 f"| {med('p50_ms'):.2f} / {med('p99_ms'):.2f} |"
@@ -333,7 +335,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--only", default=None, help="measure only the cells of this op (put, range, keepalive)")
+    parser.add_argument("--only", default=None, help="measure only this op's cells (put, range, keepalive)")
     parser.add_argument("--summarize", type=Path, default=None, help="print the table of a saved JSON file")
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
