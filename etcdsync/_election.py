@@ -30,6 +30,7 @@ import trio
 from ._keys import WaitStatistics, name_prefix, participant_key, remove_own_key, wait_for_predecessors
 from ._session import Session
 from .client import (
+    Client,
     CompactedError,
     Compare,
     EtcdError,
@@ -341,28 +342,35 @@ async def _observe(election: Election, send: trio.MemorySendChannel[KeyValue | N
         resp = await client.range(
             election.prefix, prefix=True, sort_target=SortTarget.CREATE, sort_order=SortOrder.ASCEND, limit=1
         )
-        start = resp.header.revision + 1
+        read_at = resp.header.revision
         if not resp.kvs:
             if last is not None:
                 await send.send(None)
                 last = None
-            await _wait_for_any_put(election, start)
+            await _wait_for_any_put(election, read_at)
             continue
         kv = resp.kvs[0]
         if last != (kv.key, kv.mod_revision):
             await send.send(kv)
             last = (kv.key, kv.mod_revision)
-        last = await _follow_leader(election, send, kv, start, last)
+        last = await _follow_leader(election, send, kv, read_at, last)
 
 
-async def _wait_for_any_put(election: Election, start: int) -> None:
-    """Return at the first PUT under the election's prefix (or when compaction hides history)."""
+# The watches below start at revision 0, which etcd serves at once, not at the read's revision + 1,
+# which etcd serves up to 100 ms late once a write has overtaken it (see ``_keys.KeyWatches``). A
+# start-0 watch covers only what comes after it is established: if that is after the read, what
+# happened in between is read again.
+
+
+async def _wait_for_any_put(election: Election, read_at: int) -> None:
+    """Return at the first PUT under the election's prefix after ``read_at``, or when one may have
+    been missed (the watch began after the read, or compaction hid history): the caller reads again."""
     try:
-        async with election._session.client.watch(
-            election.prefix, prefix=True, start_revision=start
-        ) as events:
+        async with election._session.client.watch(election.prefix, prefix=True) as events:
+            if await events.established() > read_at:
+                return
             async for resp in events:
-                if any(e.type is EventType.PUT for e in resp.events):
+                if any(e.type is EventType.PUT and e.kv.mod_revision > read_at for e in resp.events):
                     return
     except CompactedError:
         return
@@ -372,14 +380,27 @@ async def _follow_leader(
     election: Election,
     send: trio.MemorySendChannel[KeyValue | None],
     kv: KeyValue,
-    start: int,
+    read_at: int,
     last: tuple[bytes, int],
 ) -> tuple[bytes, int]:
-    """Send each proclamation of the leader ``kv``; return once its key is deleted (or on compaction)."""
+    """Send each proclamation of the leader ``kv`` (read at ``read_at``), in order; return once its
+    key is deleted (or on compaction)."""
+    client = election._session.client
     try:
-        async with election._session.client.watch(kv.key, start_revision=start) as events:
+        async with client.watch(kv.key) as events:
+            established = await events.established()
+            if established > read_at:  # the watch misses (read_at, established]: read it back
+                values = await _values_between(client, kv, read_at, established)
+                if values is None:
+                    return last
+                for value in values:
+                    await send.send(value)
+                    last = (value.key, value.mod_revision)
+                read_at = established
             async for resp in events:
                 for event in resp.events:
+                    if event.kv.mod_revision <= read_at:
+                        continue  # the read reflects it
                     if event.type is EventType.DELETE or event.kv.create_revision != kv.create_revision:
                         return last  # gone (or re-created as a new candidacy): re-read who leads
                     await send.send(event.kv)
@@ -387,3 +408,26 @@ async def _follow_leader(
     except CompactedError:
         return last
     return last
+
+
+async def _values_between(client: Client, kv: KeyValue, after: int, upto: int) -> list[KeyValue] | None:
+    """The values the leader key ``kv`` took in revisions ``(after, upto]``, oldest first: read at
+    ``upto``, then back through each value's predecessor (``mod_revision - 1``). None if the key is
+    gone by ``upto`` or compaction hid its history: the caller reads who leads again (skipping the
+    values in between, as after any change of leader)."""
+    values: list[KeyValue] = []
+    at = upto
+    while True:
+        try:
+            resp = await client.range(kv.key, revision=at)
+        except CompactedError:
+            return None
+        value = resp.kvs[0] if resp.kvs else None
+        if value is None or value.create_revision != kv.create_revision or value.mod_revision <= after:
+            if at == upto and (value is None or value.create_revision != kv.create_revision):
+                return None
+            break
+        values.append(value)
+        at = value.mod_revision - 1
+    values.reverse()
+    return values

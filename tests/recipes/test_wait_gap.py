@@ -256,3 +256,81 @@ async def test_double_barrier_mark_in_the_gap_is_not_missed(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(first.leave)
             nursery.start_soon(second.leave)
+
+
+# -- Election.observe: the same gap, with every proclamation kept ----------------------------------------
+
+
+async def _next_values(leaders: etcdsync.LeaderStream, n: int) -> list[bytes | None]:
+    values: list[bytes | None] = []
+    for _ in range(n):
+        kv = await leaders.__anext__()
+        values.append(None if kv is None else kv.value)
+    return values
+
+
+async def test_observe_reports_proclamations_made_in_the_gap_in_order(
+    client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = etcd_prefix + b"e"
+    async with (
+        waiter_client(etcd_endpoint) as wclient,
+        open_session(client, ttl=10) as s1,
+        open_session(wclient, ttl=10) as s2,
+    ):
+        leader = Election(s1, name)
+        await leader.campaign(b"v1")
+
+        async def proclaim_twice() -> None:
+            await leader.proclaim(b"v2")
+            await leader.proclaim(b"v3")
+
+        gap = Gap(monkeypatch, wclient, proclaim_twice, method="range", when=lambda *_: True)
+        async with Election(s2, name).observe() as leaders:
+            # v2 and v3 landed after the observer's read and before its watch: read back, in order.
+            assert await _next_values(leaders, 3) == [b"v1", b"v2", b"v3"]
+            await leader.proclaim(b"v4")  # and the watch goes on from there, without repeats
+            assert await _next_values(leaders, 1) == [b"v4"]
+        assert gap.fired and set(gap.starts) == {0}
+        assert await metric(etcd_endpoint, SLOW_WATCHERS) == 0
+        await leader.resign()
+
+
+async def test_observe_sees_the_next_leader_when_the_leader_resigns_in_the_gap(
+    client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = etcd_prefix + b"e"
+    async with (
+        waiter_client(etcd_endpoint) as wclient,
+        open_session(client, ttl=10) as s1,
+        open_session(client, ttl=10) as s2,
+        open_session(wclient, ttl=10) as s3,
+        trio.open_nursery() as nursery,
+    ):
+        first, second = Election(s1, name), Election(s2, name)
+        await first.campaign(b"first")
+        nursery.start_soon(second.campaign, b"second")  # waits behind the first
+        while (await client.range(name + b"/", prefix=True, count_only=True)).count < 2:
+            await trio.sleep(0.01)
+        gap = Gap(monkeypatch, wclient, first.resign, method="range", when=lambda *_: True)
+        async with Election(s3, name).observe() as leaders:
+            assert await _next_values(leaders, 2) == [b"first", b"second"]
+        assert gap.fired and set(gap.starts) == {0}
+        await second.resign()
+
+
+async def test_observe_sees_a_leader_elected_in_the_gap_after_a_vacancy(
+    client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = etcd_prefix + b"e"
+    async with (
+        waiter_client(etcd_endpoint) as wclient,
+        open_session(client, ttl=10) as s1,
+        open_session(wclient, ttl=10) as s2,
+    ):
+        leader = Election(s1, name)
+        gap = Gap(monkeypatch, wclient, lambda: leader.campaign(b"v1"), method="range", when=lambda *_: True)
+        async with Election(s2, name).observe() as leaders:
+            assert await _next_values(leaders, 2) == [None, b"v1"]
+        assert gap.fired and set(gap.starts) == {0}
+        await leader.resign()
