@@ -73,6 +73,19 @@ async def waiter_client(endpoint: str) -> AsyncIterator[Client]:
         yield c
 
 
+@asynccontextmanager
+async def holder_and_waiter(
+    client: Client, endpoint: str
+) -> AsyncIterator[tuple[Client, etcdsync.Session, etcdsync.Session]]:
+    """The waiter's own client, a session on ``client`` (the holder's) and one on the waiter's."""
+    async with (
+        waiter_client(endpoint) as wclient,
+        open_session(client, ttl=10) as holder,
+        open_session(wclient, ttl=10) as waiter,
+    ):
+        yield wclient, holder, waiter
+
+
 class Queued:
     """One queue-based recipe under one interface: Mutex, Election, Semaphore with limit 1.
 
@@ -118,11 +131,7 @@ async def test_a_write_between_the_query_and_the_watch_costs_one_reread_and_no_s
     client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     name = etcd_prefix + b"q"
-    async with (
-        waiter_client(etcd_endpoint) as wclient,
-        open_session(client, ttl=10) as s1,
-        open_session(wclient, ttl=10) as s2,
-    ):
+    async with holder_and_waiter(client, etcd_endpoint) as (wclient, s1, s2):
         holder, waiter = Queued(kind, s1, name), Queued(kind, s2, name)
         await holder.acquire()
         # Another contender enqueueing, as it were: a write right after the waiter's query.
@@ -155,11 +164,7 @@ async def test_a_predecessor_deleted_between_the_query_and_the_watch_is_not_miss
     client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     name = etcd_prefix + b"q"
-    async with (
-        waiter_client(etcd_endpoint) as wclient,
-        open_session(client, ttl=10) as s1,
-        open_session(wclient, ttl=10) as s2,
-    ):
+    async with holder_and_waiter(client, etcd_endpoint) as (wclient, s1, s2):
         holder, waiter = Queued(kind, s1, name), Queued(kind, s2, name)
         await holder.acquire()
         gap = Gap(monkeypatch, wclient, holder.release, when=waiter.read)  # the awaited deletion
@@ -174,11 +179,7 @@ async def test_our_key_deleted_between_the_query_and_the_watch_ends_the_wait(
     client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = etcd_prefix + b"lock"
-    async with (
-        waiter_client(etcd_endpoint) as wclient,
-        open_session(client, ttl=10) as s1,
-        open_session(wclient, ttl=10) as s2,
-    ):
+    async with holder_and_waiter(client, etcd_endpoint) as (wclient, s1, s2):
         holder, waiter = Mutex(s1, name), Mutex(s2, name)
         await holder.acquire()
         Gap(monkeypatch, wclient, lambda: client.delete(waiter.key), when=lambda *_: True)
@@ -242,11 +243,7 @@ async def test_double_barrier_mark_in_the_gap_is_not_missed(
     """The first entrant reads the participants; before it watches its key, the second enters and
     marks the round (the very event it waits for)."""
     name = etcd_prefix + b"dbar"
-    async with (
-        waiter_client(etcd_endpoint) as wclient,
-        open_session(client, ttl=10) as s1,
-        open_session(wclient, ttl=10) as s2,
-    ):
+    async with holder_and_waiter(client, etcd_endpoint) as (wclient, s1, s2):
         first, second = DoubleBarrier(s2, name, 2), DoubleBarrier(s1, name, 2)
         gap = Gap(monkeypatch, wclient, second.enter, when=lambda *_: True)  # after the enter txn
         await first.enter()
@@ -273,11 +270,7 @@ async def test_observe_reports_proclamations_made_in_the_gap_in_order(
     client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = etcd_prefix + b"e"
-    async with (
-        waiter_client(etcd_endpoint) as wclient,
-        open_session(client, ttl=10) as s1,
-        open_session(wclient, ttl=10) as s2,
-    ):
+    async with holder_and_waiter(client, etcd_endpoint) as (wclient, s1, s2):
         leader = Election(s1, name)
         await leader.campaign(b"v1")
 
@@ -323,11 +316,7 @@ async def test_observe_sees_a_leader_elected_in_the_gap_after_a_vacancy(
     client: Client, etcd_endpoint: str, etcd_prefix: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = etcd_prefix + b"e"
-    async with (
-        waiter_client(etcd_endpoint) as wclient,
-        open_session(client, ttl=10) as s1,
-        open_session(wclient, ttl=10) as s2,
-    ):
+    async with holder_and_waiter(client, etcd_endpoint) as (wclient, s1, s2):
         leader = Election(s1, name)
         gap = Gap(monkeypatch, wclient, lambda: leader.campaign(b"v1"), method="range", when=lambda *_: True)
         async with Election(s2, name).observe() as leaders:
