@@ -81,6 +81,15 @@ class Lines:
         chunk, self._buffer = self._buffer[:at], self._buffer[at:]
         return chunk
 
+    async def fill(self) -> None:
+        """Read into the buffer until the stream ends (the reads that follow are served from it)."""
+        while chunk := await self._stream.receive_some(65536):
+            self._buffer += chunk
+
+    def tail(self, size: int = 2000) -> bytes:
+        """The last ``size`` bytes read so far (for failure messages)."""
+        return self._buffer[-size:]
+
     async def rest(self) -> bytes:
         """Everything until the stream ends."""
         while chunk := await self._stream.receive_some(65536):
@@ -113,8 +122,22 @@ class Spawned:
                 return
             await trio.sleep(0.01)
 
-    async def wait(self) -> int:
-        return await self.process.wait()
+    async def wait(self, *, bound: float = 45.0) -> int:
+        """The exit status. Reads the child's stdout and stderr meanwhile, so that a child writing
+        more than a pipe holds cannot block; a child still running after ``bound`` seconds fails the
+        test with the end of what it wrote to stderr."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.stdout.fill)
+            nursery.start_soon(self.stderr.fill)
+            with trio.move_on_after(bound):
+                status = await self.process.wait()
+                nursery.cancel_scope.cancel()
+                return status
+            nursery.cancel_scope.cancel()
+        raise AssertionError(
+            f"pid {self.process.pid} ({self.process.args!r}) did not exit within {bound} s; "
+            f"its stderr ends with {self.stderr.tail()!r}"
+        )
 
     async def child_started(self) -> dict[str, object]:
         """Read child.py's first line (its pid and environment); remember the pid for cleanup."""
