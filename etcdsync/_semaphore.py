@@ -63,6 +63,7 @@ from .client import (
     Op,
     RangeResponse,
     RecipeError,
+    ResponseHeader,
     SortOrder,
     SortTarget,
 )
@@ -232,11 +233,13 @@ class Semaphore(SessionHold):
             stored=stored,
         )
 
-    async def _enqueue(self) -> tuple[int, bool]:
+    async def _enqueue(self) -> tuple[int, bool, tuple[ResponseHeader, tuple[KeyValue, ...]] | None]:
         """Create our slot key (if the stored limit is ours) and learn whether it holds a permit.
 
-        Returns our key's create revision and whether it holds. One transaction, unless the limit is
-        not stored yet.
+        Returns our key's create revision; whether it holds; and, when it does not and the
+        transaction created it, what the transaction saw, for the wait to start from: its header and
+        the ``limit`` nearest older keys, nearest first. One transaction, unless the limit is not
+        stored yet.
         """
         client = self._session.client
         limit = b"%d" % self._limit
@@ -245,7 +248,16 @@ class Semaphore(SessionHold):
                 compare=[Compare.value(self._limit_key) == limit, Compare.create_revision(self._key) == 0],
                 success=[
                     Op.put(self._key, b"", lease=self._session.lease_id),
-                    Op.get(self._prefix, prefix=True, count_only=True),
+                    # Ours (the newest: nothing is newer than this transaction) and the ``limit``
+                    # nearest older keys.
+                    Op.get(
+                        self._prefix,
+                        prefix=True,
+                        sort_target=SortTarget.CREATE,
+                        sort_order=SortOrder.DESCEND,
+                        limit=self._limit + 1,
+                        keys_only=True,
+                    ),
                 ],
                 failure=[
                     Op.get(self._limit_key),
@@ -261,10 +273,12 @@ class Semaphore(SessionHold):
                 ],
             )
             if resp.succeeded:
-                count = resp.responses[1]
-                assert isinstance(count, RangeResponse)
-                # Our Put is visible to the Range after it, and nothing is newer: count = older + 1.
-                return resp.header.revision, count.count <= self._limit
+                queue = resp.responses[1]
+                assert isinstance(queue, RangeResponse)
+                # Our Put is visible to the Range after it, and nothing is newer than it.
+                older = tuple(kv for kv in queue.kvs if kv.key != self._key)[: self._limit]
+                holds = len(older) < self._limit
+                return resp.header.revision, holds, None if holds else (resp.header, older)
             stored, mine, head = resp.responses
             assert isinstance(stored, RangeResponse)
             assert isinstance(mine, RangeResponse)
@@ -281,7 +295,7 @@ class Semaphore(SessionHold):
             # The limit matched, so our key exists already (a create whose answer was lost, or a
             # resumed session): keep its place in the queue.
             my_rev = mine.kvs[0].create_revision
-            return my_rev, any(kv.create_revision == my_rev for kv in head.kvs)
+            return my_rev, any(kv.create_revision == my_rev for kv in head.kvs), None
 
     async def acquire(self) -> None:
         """Wait until this object holds a permit. A checkpoint.
@@ -297,10 +311,10 @@ class Semaphore(SessionHold):
         self._begin()
         my_rev = 0
         try:
-            my_rev, holds = await self._enqueue()
+            my_rev, holds, seen = await self._enqueue()
             if not holds:
                 await wait_for_predecessors(
-                    self._session, self._prefix, self._key, my_rev, self._stats, window=self._limit
+                    self._session, self._prefix, self._key, my_rev, self._stats, window=self._limit, seen=seen
                 )
         except BaseException:
             await self._cleanup(my_rev)
@@ -319,7 +333,7 @@ class Semaphore(SessionHold):
         self._begin()
         my_rev = 0
         try:
-            my_rev, holds = await self._enqueue()
+            my_rev, holds, _ = await self._enqueue()
         except BaseException:
             await self._cleanup(my_rev)
             raise

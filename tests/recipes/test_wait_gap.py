@@ -89,9 +89,9 @@ async def holder_and_waiter(
 class Queued:
     """One queue-based recipe under one interface: Mutex, Election, Semaphore with limit 1.
 
-    ``read`` picks the waiter's read that the wait starts from: Mutex and Election learn their
-    predecessor in the transaction that creates their key (the first one), Semaphore in a query
-    after it. ``queries`` is how many queries a wait needs with nothing in the gap, if woken once.
+    ``read`` picks the waiter's read that the wait starts from: all three learn their predecessors
+    in the transaction that creates their key (the first one). ``queries`` is how many queries a
+    wait needs with nothing in the gap, if woken once.
     """
 
     def __init__(self, kind: str, session: etcdsync.Session, name: bytes) -> None:
@@ -105,7 +105,6 @@ class Queued:
             self.obj = Election(session, name)
         else:
             self.obj = Semaphore(session, name, 1)
-            self.read, self.queries = _no_compare, 2
 
     async def acquire(self) -> None:
         if isinstance(self.obj, Election):
