@@ -19,13 +19,14 @@ fence, with the token (:attr:`Semaphore.fencing_token`) growing with every new a
 **Acquiring** a free permit is one transaction::
 
     If[Value(NAME) = limit, CreateRevision(key) = 0]
-    Then[Put(key, lease), Range(NAME/, count_only)]           # held iff count <= limit
+    Then[Put(key, lease), Range(NAME/, the `limit` + 1 newest)]   # ours and the `limit` nearest older
     Else[Range(NAME), Range(key), Range(NAME/, the `limit` oldest)]
 
-Otherwise the acquirer waits on its *window* W, the ``limit`` newest keys older than its own: it
-watches each key of W (and its own key, and the session) from the revision of that read, and re-reads
-after a deletion. Deleting an older key outside W leaves ``limit`` older keys and W unchanged, and
-newer keys never count, so watching W alone misses no wake-up. A release wakes at most ``limit``
+It holds iff fewer than ``limit`` keys are older. Otherwise the acquirer waits on its *window* W,
+the ``limit`` newest keys older than its own, which that transaction has just read: it watches
+each key of W (and its own key, and the session) as of that read, and re-reads after a deletion.
+Deleting an older key outside W leaves ``limit`` older keys and W unchanged, and newer keys never
+count, so watching W alone misses no wake-up. A release wakes at most ``limit``
 waiters (those whose window holds the released key), and exactly one acquires. With ``limit=1`` this
 is :class:`~etcdsync.Mutex`'s wait, and it excludes ``etcdctl lock NAME``.
 
