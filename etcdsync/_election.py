@@ -27,7 +27,15 @@ from typing import final
 import attrs
 import trio
 
-from ._keys import WaitStatistics, name_prefix, participant_key, remove_own_key, wait_for_predecessors
+from ._keys import (
+    WaitStatistics,
+    name_prefix,
+    newest_keys,
+    older_seen,
+    participant_key,
+    remove_own_key,
+    wait_for_predecessors,
+)
 from ._session import Session
 from .client import (
     Client,
@@ -92,14 +100,7 @@ class Election:
         # Parts of the campaign transaction, built once: if our key is absent, create it and read
         # the newest keys (ours and, if any, the nearest older one: we wait for that one).
         self._absent = (Compare.create_revision(self._key) == 0,)
-        self._newest = Op.get(
-            self._prefix,
-            prefix=True,
-            sort_target=SortTarget.CREATE,
-            sort_order=SortOrder.DESCEND,
-            limit=2,
-            keys_only=True,
-        )
+        self._newest = newest_keys(self._prefix)
         self._find = (Op.get(self._key),)
 
     @property
@@ -190,10 +191,7 @@ class Election:
         if resp.succeeded:
             newest = resp.responses[1]
             assert isinstance(newest, RangeResponse)
-            return resp.header.revision, (
-                resp.header,
-                tuple(kv for kv in newest.kvs if kv.key != self._key)[:1],
-            )
+            return resp.header.revision, older_seen(resp.header, newest, self._key)
         (existing,) = resp.responses
         assert isinstance(existing, RangeResponse)
         my_rev = existing.kvs[0].create_revision

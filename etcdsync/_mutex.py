@@ -47,7 +47,15 @@ import attrs
 import trio
 
 from ._hold import SessionHold
-from ._keys import WaitStatistics, name_prefix, participant_key, remove_own_key, wait_for_predecessors
+from ._keys import (
+    WaitStatistics,
+    name_prefix,
+    newest_keys,
+    older_seen,
+    participant_key,
+    remove_own_key,
+    wait_for_predecessors,
+)
 from ._session import Session
 from .client import (
     Compare,
@@ -115,17 +123,7 @@ class QueueLock(SessionHold):
         # (ours and, if any, the nearest older one: we wait for that one); else read our key and the
         # head of the queue.
         self._absent = (Compare.create_revision(key) == 0,)
-        self._create = (
-            Op.put(key, b"", lease=session.lease_id),
-            Op.get(
-                scan_prefix,
-                prefix=True,
-                sort_target=SortTarget.CREATE,
-                sort_order=SortOrder.DESCEND,
-                limit=2,
-                keys_only=True,
-            ),
-        )
+        self._create = (Op.put(key, b"", lease=session.lease_id), newest_keys(scan_prefix))
         self._find = (
             Op.get(key, keys_only=True),
             Op.get(
@@ -219,8 +217,8 @@ class QueueLock(SessionHold):
         mine, queue = resp.responses
         assert isinstance(queue, RangeResponse)
         if resp.succeeded:
-            older = tuple(kv for kv in queue.kvs if kv.key != self._key)[:1]
-            return resp.header.revision, not older, (resp.header, older) if older else None
+            seen = older_seen(resp.header, queue, self._key)
+            return resp.header.revision, not seen[1], seen if seen[1] else None
         assert isinstance(mine, RangeResponse)
         my_rev = mine.kvs[0].create_revision
         return my_rev, not queue.kvs or queue.kvs[0].create_revision >= my_rev, None

@@ -51,6 +51,8 @@ from ._keys import (
     WaitStatistics,
     claim_index,
     name_prefix,
+    newest_keys,
+    older_seen,
     participant_key,
     release_index,
     remove_own_key,
@@ -249,16 +251,7 @@ class Semaphore(SessionHold):
                 compare=[Compare.value(self._limit_key) == limit, Compare.create_revision(self._key) == 0],
                 success=[
                     Op.put(self._key, b"", lease=self._session.lease_id),
-                    # Ours (the newest: nothing is newer than this transaction) and the ``limit``
-                    # nearest older keys.
-                    Op.get(
-                        self._prefix,
-                        prefix=True,
-                        sort_target=SortTarget.CREATE,
-                        sort_order=SortOrder.DESCEND,
-                        limit=self._limit + 1,
-                        keys_only=True,
-                    ),
+                    newest_keys(self._prefix, self._limit),
                 ],
                 failure=[
                     Op.get(self._limit_key),
@@ -277,9 +270,9 @@ class Semaphore(SessionHold):
                 queue = resp.responses[1]
                 assert isinstance(queue, RangeResponse)
                 # Our Put is visible to the Range after it, and nothing is newer than it.
-                older = tuple(kv for kv in queue.kvs if kv.key != self._key)[: self._limit]
-                holds = len(older) < self._limit
-                return resp.header.revision, holds, None if holds else (resp.header, older)
+                seen = older_seen(resp.header, queue, self._key, self._limit)
+                holds = len(seen[1]) < self._limit
+                return resp.header.revision, holds, None if holds else seen
             stored, mine, head = resp.responses
             assert isinstance(stored, RangeResponse)
             assert isinstance(mine, RangeResponse)
