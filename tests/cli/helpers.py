@@ -92,8 +92,7 @@ class Lines:
 
     async def rest(self) -> bytes:
         """Everything until the stream ends."""
-        while chunk := await self._stream.receive_some(65536):
-            self._buffer += chunk
+        await self.fill()
         rest, self._buffer = self._buffer, b""
         return rest
 
