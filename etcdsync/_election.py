@@ -30,7 +30,6 @@ import trio
 from ._keys import (
     WaitStatistics,
     name_prefix,
-    newest_keys,
     older_seen,
     participant_key,
     remove_own_key,
@@ -100,7 +99,14 @@ class Election:
         # Parts of the campaign transaction, built once: if our key is absent, create it and read
         # the newest keys (ours and, if any, the nearest older one: we wait for that one).
         self._absent = (Compare.create_revision(self._key) == 0,)
-        self._newest = newest_keys(self._prefix)
+        self._newest = Op.get(
+            self._prefix,
+            prefix=True,
+            sort_target=SortTarget.CREATE,
+            sort_order=SortOrder.DESCEND,
+            limit=2,
+            keys_only=True,
+        )
         self._find = (Op.get(self._key),)
 
     @property

@@ -64,7 +64,6 @@ from .client import (
     TxnResponse,
     Watch,
 )
-from .client._txn import RangeOp
 
 __all__ = [
     "REREAD",
@@ -74,7 +73,6 @@ __all__ = [
     "claim_index",
     "is_delete",
     "name_prefix",
-    "newest_keys",
     "older_seen",
     "own_key_deleted",
     "participant_key",
@@ -121,26 +119,14 @@ def participant_key(prefix: bytes, lease_id: int, index: int = 0) -> bytes:
 _CLAIMED: Final[weakref.WeakKeyDictionary[Session, dict[bytes, set[int]]]] = weakref.WeakKeyDictionary()
 
 
-def newest_keys(prefix: bytes, window: int = 1) -> RangeOp:
-    """The read that goes into the transaction creating a participant's key: the ``window + 1``
-    newest keys under ``prefix``, newest first -- ours (nothing is newer than that transaction) and
-    the ``window`` nearest older ones, which are what :func:`wait_for_predecessors` waits on."""
-    return Op.get(
-        prefix,
-        prefix=True,
-        sort_target=SortTarget.CREATE,
-        sort_order=SortOrder.DESCEND,
-        limit=window + 1,
-        keys_only=True,
-    )
-
-
 def older_seen(
     header: ResponseHeader, newest: RangeResponse, my_key: bytes, window: int = 1
 ) -> tuple[ResponseHeader, tuple[KeyValue, ...]]:
-    """What a :func:`newest_keys` read in the transaction that created ``my_key`` saw, as
-    :func:`wait_for_predecessors` takes it (``seen=``): the header and the ``window`` nearest older
-    keys, nearest first."""
+    """What the transaction that created ``my_key`` saw, as :func:`wait_for_predecessors` takes it
+    (``seen=``): the header and the ``window`` nearest older keys, nearest first. ``newest`` is that
+    transaction's read of the ``window + 1`` newest keys (by create revision, descending) under the
+    prefix: ours, since nothing is newer than that transaction, and the ones we wait on. (The read
+    is spelled out in each recipe: its op type is private to the client.)"""
     return header, tuple(kv for kv in newest.kvs if kv.key != my_key)[:window]
 
 

@@ -50,7 +50,6 @@ from ._hold import SessionHold
 from ._keys import (
     WaitStatistics,
     name_prefix,
-    newest_keys,
     older_seen,
     participant_key,
     remove_own_key,
@@ -123,7 +122,17 @@ class QueueLock(SessionHold):
         # (ours and, if any, the nearest older one: we wait for that one); else read our key and the
         # head of the queue.
         self._absent = (Compare.create_revision(key) == 0,)
-        self._create = (Op.put(key, b"", lease=session.lease_id), newest_keys(scan_prefix))
+        self._create = (
+            Op.put(key, b"", lease=session.lease_id),
+            Op.get(
+                scan_prefix,
+                prefix=True,
+                sort_target=SortTarget.CREATE,
+                sort_order=SortOrder.DESCEND,
+                limit=2,
+                keys_only=True,
+            ),
+        )
         self._find = (
             Op.get(key, keys_only=True),
             Op.get(

@@ -51,7 +51,6 @@ from ._keys import (
     WaitStatistics,
     claim_index,
     name_prefix,
-    newest_keys,
     older_seen,
     participant_key,
     release_index,
@@ -251,7 +250,16 @@ class Semaphore(SessionHold):
                 compare=[Compare.value(self._limit_key) == limit, Compare.create_revision(self._key) == 0],
                 success=[
                     Op.put(self._key, b"", lease=self._session.lease_id),
-                    newest_keys(self._prefix, self._limit),
+                    # Ours (the newest: nothing is newer than this transaction) and the ``limit``
+                    # nearest older keys.
+                    Op.get(
+                        self._prefix,
+                        prefix=True,
+                        sort_target=SortTarget.CREATE,
+                        sort_order=SortOrder.DESCEND,
+                        limit=self._limit + 1,
+                        keys_only=True,
+                    ),
                 ],
                 failure=[
                     Op.get(self._limit_key),
